@@ -1,0 +1,17 @@
+"""ei_keras: early inference of urease kinetics from the first seconds of a pH trace.
+
+The mechanistic simulator (``ei_keras.simulate``) generates training data; a Keras 3
+network amortises the inverse problem. Keras defaults to the torch backend unless the
+user has chosen one through ``KERAS_BACKEND``.
+"""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+from ei_keras.errors import EiKerasError  # noqa: E402
+from ei_keras.simulation import simulate  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = ["EiKerasError", "simulate", "__version__"]
