@@ -1,10 +1,342 @@
-"""Placeholder replaced within the hour by the real simulator (see issue 2)."""
+"""Fast, batched simulator of the urease pH trajectory (physics.md §2–5).
+
+How it works (physics.md §5): with warped time tau(t) = E0 (1 - exp(-k_d t)) / k_d the
+model is the autonomous scalar ODE d xi / d tau = rho(xi), free of E0 and k_d, and the
+charge balance gives the extent xi as a closed-form function of pH. So instead of stepping
+an ODE we tabulate, per case, the warped time needed to reach each pH:
+
+    tau(pH) = integral from pH0 to pH of (d xi / d pH') / rho(xi(pH'), pH') dpH'
+
+on a per-case node grid running from pH0 to the end-point pH (all urea hydrolysed), placed
+evenly in a "progress" variable that follows the pH jump, the buffered middle and the
+logarithmic approach to the end point, with Gauss–Legendre quadrature per interval. Any output time then costs a warp, a
+binary search and a cubic Hermite interpolation of pH(tau), whose slopes 1 / (d tau / d pH)
+are known exactly at the nodes. One table serves every (activity, k_d), which is what the
+least-squares baseline and the forecasts exploit.
+"""
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from ei_keras.errors import EiKerasError
+from ei_keras.simulation.chemistry import (
+    KP_KNOTS_PH,
+    SimulationOptions,
+    Speciation,
+    extent_rate_per_enzyme,
+)
 
 CONDITION_NAMES = (
     "substrate_mM", "grams_urease_powder", "volume_L", "temperature_C",
     "initial_pH", "activity", "k_d",
 )
 
+# Physical limits (not the prior): outside them the chemistry is meaningless.
+CONDITION_LIMITS = {
+    "substrate_mM": (0.0, 10_000.0),
+    "grams_urease_powder": (0.0, 1_000.0),
+    "volume_L": (1e-6, 1_000.0),
+    "temperature_C": (0.0, 100.0),
+    "initial_pH": (1.0, 13.0),
+    "activity": (0.0, 1_000.0),
+    "k_d": (0.0, 10.0),
+}
+
+# Nodes are placed along the fraction of the pH distance still to go to the end point,
+# evenly in a "progress" that grows with the pH change, with log(extent) (buffered
+# middle) and with -log(urea left) (approach to the end point), so that every interval
+# is short in whichever of the three the trajectory is moving through.
+NODE_INTERVALS = 100
+PROGRESS_PH_STEP = 0.05
+PROGRESS_LOG_STEP = 0.15
+PROGRESS_EXTENT_SCALE = 1e-6  # M: below it the unbuffered pH change is tracked by pH itself
+SMALLEST_FRACTION = 1e-10
+CASES_PER_CHUNK = 64
+_PLACEMENT_FRACTIONS = np.concatenate(
+    [np.linspace(1.0, 0.03, 80, endpoint=False), np.geomspace(0.03, SMALLEST_FRACTION, 60)])
+# Two-point Gauss–Legendre suffices: the Hermite interpolation dominates the error.
+_GAUSS_X, _GAUSS_W = np.polynomial.legendre.leggauss(2)
+
+
+def validate_conditions(conditions) -> dict:
+    """Return the conditions as float arrays of one length n; raise EiKerasError if bad."""
+    if not hasattr(conditions, "keys"):
+        raise EiKerasError(
+            f"conditions must be a mapping with keys {list(CONDITION_NAMES)}; "
+            f"got {type(conditions).__name__}")
+    missing = [name for name in CONDITION_NAMES if name not in conditions]
+    unknown = sorted(set(conditions) - set(CONDITION_NAMES))
+    if missing or unknown:
+        raise EiKerasError(
+            f"conditions: missing {missing}, unknown {unknown}; "
+            f"expected exactly {list(CONDITION_NAMES)}")
+    arrays = {}
+    for name in CONDITION_NAMES:
+        try:
+            value = np.asarray(conditions[name], dtype=float)
+        except (TypeError, ValueError):
+            raise EiKerasError(f"{name} must be a number or a 1-D array of numbers") from None
+        if value.ndim > 1:
+            raise EiKerasError(f"{name} must be a scalar or 1-D; got shape {value.shape}")
+        arrays[name] = value
+    lengths = {name: a.size for name, a in arrays.items() if a.ndim == 1}
+    if len(set(lengths.values())) > 1:
+        raise EiKerasError(f"conditions have mismatched lengths {lengths}; give one length n")
+    n = next(iter(lengths.values()), 1)
+    for name, value in arrays.items():
+        low, high = CONDITION_LIMITS[name]
+        bad = ~np.isfinite(value) | (value < low) | (value > high)
+        if np.any(bad):
+            index = int(np.flatnonzero(np.atleast_1d(bad))[0])
+            shown = np.atleast_1d(value)[index]
+            raise EiKerasError(
+                f"{name} must be finite and within [{low:g}, {high:g}]; "
+                f"got {shown!r} at case {index}")
+        arrays[name] = np.broadcast_to(value, (n,)).astype(float)
+    return arrays
+
+
+def validate_times(t) -> np.ndarray:
+    """Return ``t`` as a 1-D float array of finite, non-decreasing seconds >= 0."""
+    t = np.asarray(t, dtype=float)
+    if t.ndim != 1:
+        raise EiKerasError(f"t must be a 1-D array of seconds; got shape {t.shape}")
+    if not np.all(np.isfinite(t)):
+        raise EiKerasError("t contains NaN or infinite values; give finite seconds")
+    if t.size and t.min() < 0:
+        raise EiKerasError(f"t must be >= 0 seconds; got {t.min()!r}")
+    if np.any(np.diff(t) < 0):
+        index = int(np.flatnonzero(np.diff(t) < 0)[0])
+        raise EiKerasError(
+            f"t must be non-decreasing; t[{index + 1}] = {t[index + 1]!r} < t[{index}] = "
+            f"{t[index]!r}; sort the times")
+    return t
+
 
 def simulate(conditions, t, *, totals=False, options=None):
-    raise NotImplementedError("simulator lands shortly")
+    """Simulate the true pH of urease + urea runs at the times ``t``.
+
+    Parameters
+    ----------
+    conditions : mapping
+        ``substrate_mM, grams_urease_powder, volume_L, temperature_C, initial_pH`` (the
+        true pH0), ``activity`` and ``k_d`` [1/s]; scalars or 1-D arrays of one length n.
+    t : array_like
+        1-D non-decreasing times in seconds (>= 0), shared by every case.
+    totals : bool
+        Also return the totals S (urea), N (total ammonia), C (inorganic carbon) [mol/L].
+    options : mapping or SimulationOptions, optional
+        Optional physics (physics.md §8); default off, matching the check values.
+
+    Returns
+    -------
+    ndarray (n, len(t)) of pH, or with ``totals=True`` a dict with ``pH, S, N, C``.
+
+    Raises
+    ------
+    EiKerasError (a ValueError) naming the bad field and the allowed range.
+    """
+    arrays = validate_conditions(conditions)
+    t = validate_times(t)
+    options = SimulationOptions.coerce(options)
+    n = len(arrays["activity"])
+    starts = range(0, n, CASES_PER_CHUNK)
+
+    pH = np.empty((n, len(t)))
+    result = {"pH": pH, **({key: np.empty_like(pH) for key in "SNC"} if totals else {})}
+
+    def run_chunk(start):
+        rows = slice(start, start + CASES_PER_CHUNK)
+        chunk = {name: a[rows] for name, a in arrays.items()}
+        table = TrajectoryTable.build(
+            chunk["substrate_mM"], chunk["temperature_C"], chunk["initial_pH"], options)
+        enzyme = chunk["activity"] * chunk["grams_urease_powder"] / chunk["volume_L"]
+        for key, values in table.evaluate(enzyme, chunk["k_d"], t, totals=totals).items():
+            result[key][rows] = values
+
+    # Chunks keep the working set in cache; numpy releases the GIL, so threads use the cores.
+    threads = min(len(starts), os.cpu_count() or 1)
+    if threads > 1:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(run_chunk, starts))
+    else:
+        for start in starts:
+            run_chunk(start)
+    return result if totals else pH
+
+
+def warped_time(enzyme_g_per_L, k_d, t):
+    """tau = E0 (1 - exp(-k_d t)) / k_d (E0 t when k_d = 0), shape (n, len(t)) [g·s/L]."""
+    enzyme = np.asarray(enzyme_g_per_L, dtype=float)[:, None]
+    k_d = np.asarray(k_d, dtype=float)
+    t = np.asarray(t, dtype=float)
+    tau = np.broadcast_to(t, (len(k_d), len(t))).copy()
+    decaying = k_d > 0
+    rate = k_d[decaying, None]
+    tau[decaying] = -np.expm1(-rate * t) / rate
+    tau *= enzyme
+    return tau
+
+
+@dataclass(frozen=True)
+class TrajectoryTable:
+    """Per-case tabulation of pH and extent against warped time; free of E0 and k_d.
+
+    ``tau`` (n, K) is the warped time reached at each node; ``pH_cubic`` and
+    ``extent_cubic`` hold, per interval (n, K - 1), the four coefficients (lowest order
+    first) of the cubic Hermite polynomial in s = (tau - tau_left) / width.
+    """
+
+    tau: np.ndarray
+    inverse_width: np.ndarray
+    pH_cubic: tuple
+    extent_cubic: tuple
+    substrate0: np.ndarray
+    carbon0: np.ndarray
+
+    @classmethod
+    def build(cls, substrate_mM, temperature_C, pH0, options=None) -> "TrajectoryTable":
+        options = SimulationOptions.coerce(options)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return cls._tabulate(substrate_mM, temperature_C, pH0, options)
+
+    @classmethod
+    def _tabulate(cls, substrate_mM, temperature_C, pH0, options):
+        substrate0 = np.asarray(substrate_mM, dtype=float)[:, None] / 1000.0
+        temperature = np.asarray(temperature_C, dtype=float)[:, None]
+        pH0 = np.asarray(pH0, dtype=float)[:, None]
+        speciation = Speciation.at_start(pH0, temperature, options)
+        end_pH = np.where(substrate0 > 0, _end_point_pH(speciation, substrate0), pH0)
+        span = end_pH - pH0
+
+        def along(fraction_left):
+            """pH, extent, d tau / d fraction (>= 0) and d xi / d tau at the fractions."""
+            pH = end_pH - span * fraction_left
+            extent, extent_slope = speciation.extent_and_slope(pH)
+            extent = np.clip(extent, 0.0, substrate0)
+            rate = extent_rate_per_enzyme(extent, pH, substrate0, temperature, options)
+            return pH, extent, extent_slope * span / rate, rate
+
+        node_fractions = _node_fractions(speciation, end_pH, span, substrate0)
+        # Gauss–Legendre per interval in log(fraction), where tau's log-divergence
+        # at the end point is smooth; near pH0 log(fraction) is nearly linear in pH.
+        log_lo, log_hi = np.log(node_fractions[:, :-1, None]), np.log(node_fractions[:, 1:, None])
+        half = 0.5 * (log_lo - log_hi)
+        points = np.exp(0.5 * (log_lo + log_hi) + half * _GAUSS_X)
+        tau_slope = along(points.reshape(len(pH0), -1))[2].reshape(points.shape)
+        increments = np.sum(tau_slope * points * half * _GAUSS_W, axis=2)
+        pH_nodes, extent_nodes, tau_slope_nodes, rate_nodes = along(node_fractions)
+        tau = np.hstack([np.zeros_like(pH0), np.cumsum(increments, axis=1)])
+        # d tau / d pH = slope / span; its inverse is the exact Hermite slope d pH / d tau.
+        dpH_dtau = np.where(span != 0, span / tau_slope_nodes, 0.0)
+        static = (span == 0)[:, 0]
+        tau[static] = np.arange(tau.shape[1])  # any increasing grid: nothing changes
+        rate_nodes[static] = 0.0
+        width = np.diff(tau, axis=1)
+        return cls(
+            tau=tau,
+            inverse_width=np.where(width > 0, 1.0 / width, 0.0),
+            pH_cubic=_hermite_cubic(pH_nodes, dpH_dtau, width),
+            extent_cubic=_hermite_cubic(extent_nodes, rate_nodes, width),
+            substrate0=substrate0[:, 0],
+            carbon0=speciation.carbon0[:, 0],
+        )
+
+    def evaluate(self, enzyme_g_per_L, k_d, t, *, totals=False) -> dict:
+        """pH (and with ``totals`` S, N, C [mol/L]) at times ``t`` for these E0 and k_d.
+
+        ``enzyme_g_per_L`` and ``k_d`` are (n,); ``t`` is a sorted 1-D array of seconds.
+        """
+        enzyme = np.asarray(enzyme_g_per_L, dtype=float)
+        k_d = np.asarray(k_d, dtype=float)
+        t = np.asarray(t, dtype=float)
+        interval, s = self._locate(enzyme, k_d, t)
+        values = {"pH": _evaluate_cubic(self.pH_cubic, interval, s)}
+        if totals:
+            extent = np.clip(_evaluate_cubic(self.extent_cubic, interval, s),
+                             0.0, self.substrate0[:, None])
+            values.update(S=self.substrate0[:, None] - extent, N=2.0 * extent,
+                          C=self.carbon0[:, None] + extent)
+        return values
+
+    def _locate(self, enzyme, k_d, t):
+        """Flat interval index and position s in [0, 1] of every (case, time)."""
+        n, intervals = self.inverse_width.shape
+        tau = warped_time(enzyme, k_d, t)
+        # The node index is counted in real time, where the grid ``t`` is shared by all
+        # cases: one search of every node's time replaces a search per case.
+        node_t = _unwarped_time(enzyme, k_d, self.tau)
+        first_after = np.searchsorted(t, node_t.reshape(-1), side="left")
+        first_after += np.repeat(np.arange(n) * (len(t) + 1), node_t.shape[1])
+        counts = np.bincount(first_after, minlength=n * (len(t) + 1)).reshape(n, -1)
+        nodes_passed = np.cumsum(counts[:, :-1], axis=1)
+        interval = np.clip(nodes_passed, 1, intervals)
+        interval += (np.arange(n) * intervals - 1)[:, None]
+        s = tau - np.take(self.tau[:, :-1], interval)
+        s *= np.take(self.inverse_width, interval)
+        np.clip(s, 0.0, 1.0, out=s)
+        return interval, s
+
+
+def _evaluate_cubic(cubic, interval, s):
+    """Horner evaluation of the per-interval cubic; past the last node the end value holds."""
+    value = np.take(cubic[3], interval)
+    for coefficient in cubic[2::-1]:
+        value *= s
+        value += np.take(coefficient, interval)
+    return value
+
+
+def _unwarped_time(enzyme, k_d, tau):
+    """Real time at which warped time ``tau`` (n, K) is reached; inf if never."""
+    enzyme, k_d = enzyme[:, None], k_d[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fraction = tau / enzyme
+        decayed = -np.log1p(-k_d * fraction) / np.where(k_d > 0, k_d, 1.0)
+        t = np.where(k_d > 0, decayed, fraction)
+        t = np.where(np.isnan(t) | (k_d * fraction >= 1.0), np.inf, t)
+    return np.where(tau == 0, 0.0, t)
+
+
+def _hermite_cubic(values, slopes, width):
+    """Coefficients of the cubic Hermite polynomial in s on each interval (n, K - 1)."""
+    rise = np.diff(values, axis=1)
+    slope_left, slope_right = slopes[:, :-1] * width, slopes[:, 1:] * width
+    return (values[:, :-1], slope_left,
+            3.0 * rise - 2.0 * slope_left - slope_right, -2.0 * rise + slope_left + slope_right)
+
+
+def _node_fractions(speciation, end_pH, span, substrate0):
+    """(n, NODE_INTERVALS + 1 + knots) descending fractions of the way left to the end pH."""
+    fractions = _PLACEMENT_FRACTIONS[None, :]
+    pH = end_pH - span * fractions
+    extent = np.clip(speciation.extent_at_pH(pH), 0.0, substrate0)
+    urea_left = np.maximum(substrate0 - extent, SMALLEST_FRACTION * substrate0)
+    progress = (np.abs(pH - pH[:, :1]) / PROGRESS_PH_STEP
+                + (np.log1p(extent / PROGRESS_EXTENT_SCALE) + np.log(substrate0 / urea_left))
+                / PROGRESS_LOG_STEP)
+    progress = np.maximum.accumulate(np.nan_to_num(progress), axis=1)
+    targets = np.linspace(0.0, 1.0, NODE_INTERVALS + 1)
+    nodes = np.empty((len(end_pH), NODE_INTERVALS + 1))
+    for row in range(len(end_pH)):
+        nodes[row] = np.interp(targets * progress[row, -1], progress[row], fractions[0])
+    # K_p(pH) has kinks at its knots: make them nodes so that no interval straddles one.
+    knots = (end_pH - KP_KNOTS_PH[None, :]) / np.where(span != 0, span, 1.0)
+    knots = np.where((knots < 1.0) & (knots > SMALLEST_FRACTION), knots, 1.0)
+    return -np.sort(-np.hstack([nodes, knots]), axis=1)
+
+
+def _end_point_pH(speciation: Speciation, substrate0, iterations=44):
+    """pH once all urea is hydrolysed (N = 2 S0, C = C0 + S0), by bisection on [0, 14]."""
+    low = np.zeros_like(substrate0)
+    high = np.full_like(substrate0, 14.0)
+    for _ in range(iterations):
+        mid = 0.5 * (low + high)
+        above = speciation.charge_balance(
+            mid, 2.0 * substrate0, speciation.carbon0 + substrate0) < 0
+        high = np.where(above, mid, high)
+        low = np.where(above, low, mid)
+    return 0.5 * (low + high)

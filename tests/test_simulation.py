@@ -1,0 +1,169 @@
+"""The simulator against physics.md §9, conservation, and an independent solve_ivp reference."""
+
+import math
+
+import numpy as np
+import pytest
+
+from ei_keras import EiKerasError, simulate
+from ei_keras.simulation.chemistry import SimulationOptions, arrhenius_rate, ph_activity
+from reference_solver import reference_pH
+
+CHECK_TIMES = [0, 5, 10, 30, 60, 120, 300, 1000, 2000]
+# physics.md §9: (S0 mM, m g, V L, T °C, pH0, a, k_d) -> pH at CHECK_TIMES
+CHECK_ROWS = [
+    ((20, 0.1, 0.2, 40, 7.36, 1.0, 0.0),
+     [7.3600, 8.4383, 8.6275, 8.8688, 8.9804, 9.0617, 9.1291, 9.1705, 9.1808]),
+    ((50, 0.05, 0.5, 25, 7.0, 0.05, 1e-3),
+     [7.0000, 7.0472, 7.0924, 7.2510, 7.4278, 7.6490, 7.9494, 8.2595, 8.3603]),
+    ((5, 0.2, 1.0, 30, 6.8, 0.002, 0.0),
+     [6.8000, 6.8034, 6.8069, 6.8206, 6.8413, 6.8829, 7.0064, 7.3859, 7.6798]),
+]
+NAMES = ("substrate_mM", "grams_urease_powder", "volume_L", "temperature_C", "initial_pH",
+         "activity", "k_d")
+
+
+def as_conditions(rows):
+    return {name: np.array([row[i] for row in rows], dtype=float) for i, name in enumerate(NAMES)}
+
+
+def prior_draws(rng, n):
+    return {
+        "substrate_mM": rng.uniform(1, 100, n),
+        "grams_urease_powder": rng.uniform(0.01, 0.5, n),
+        "volume_L": rng.uniform(0.1, 1.0, n),
+        "temperature_C": rng.uniform(20, 40, n),
+        "initial_pH": rng.uniform(6.5, 7.5, n),
+        "activity": 10 ** rng.uniform(-3, 0, n),
+        "k_d": rng.uniform(0, 5e-3, n),
+    }
+
+
+def test_check_values_of_physics_md():
+    pH = simulate(as_conditions([row for row, _ in CHECK_ROWS]), CHECK_TIMES)
+    expected = np.array([values for _, values in CHECK_ROWS])
+    # The table is rounded to 4 decimals; the model itself is accurate to ~2e-5.
+    np.testing.assert_allclose(pH, expected, atol=1e-4, rtol=0)
+
+
+def test_total_ammonia_check_value():
+    out = simulate(as_conditions([CHECK_ROWS[0][0]]), CHECK_TIMES, totals=True)
+    assert out["N"][0, -1] * 1e3 == pytest.approx(2.02142, abs=2e-5)
+
+
+def test_rate_constant_and_ph_activity_check_values():
+    np.testing.assert_allclose(arrhenius_rate(np.array([20.0, 25.0, 40.0])),
+                               [1.7425e-6, 2.1288e-6, 3.7354e-6], rtol=2e-4)
+    defaults = SimulationOptions()
+    assert ph_activity(7.0, 40.0, defaults) == pytest.approx(0.930, abs=5e-4)
+    assert ph_activity(9.0, 40.0, defaults) == pytest.approx(0.676, abs=5e-4)
+    assert ph_activity(7.0, 20.0, defaults) == pytest.approx(0.669, abs=5e-4)
+
+
+def test_totals_conserve_mass():
+    conditions = prior_draws(np.random.default_rng(3), 16)
+    out = simulate(conditions, np.linspace(0, 2000, 41), totals=True)
+    s0 = conditions["substrate_mM"][:, None] / 1000
+    np.testing.assert_allclose(out["N"], 2 * (s0 - out["S"]), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(out["C"], s0 - out["S"], rtol=0, atol=1e-15)
+    assert np.all(out["S"] >= 0) and np.all(out["S"] <= s0)
+    assert np.all(np.diff(out["N"], axis=1) >= 0)  # ammonia only accumulates
+
+
+def test_batch_equals_one_by_one():
+    conditions = prior_draws(np.random.default_rng(4), 150)  # spans several chunks
+    t = np.linspace(0, 600, 31)
+    batch = simulate(conditions, t)
+    singles = np.vstack([simulate({k: v[i] for k, v in conditions.items()}, t)
+                         for i in range(0, 150, 7)])
+    np.testing.assert_allclose(batch[::7], singles, rtol=0, atol=1e-12)
+
+
+EDGE_CASES = [  # (S0 mM, T °C, pH0, E0 g/L, k_d): the corners of the prior
+    (1, 20, 6.5, 1e-5, 0.0), (100, 40, 7.5, 5.0, 0.0), (1, 40, 7.5, 5.0, 0.0),
+    (100, 20, 6.5, 1e-5, 5e-3), (1, 40, 6.5, 5.0, 5e-3), (100, 40, 6.5, 5.0, 0.0),
+    (1, 20, 7.5, 5.0, 0.0), (100, 20, 7.5, 0.5, 5e-3),
+]
+
+
+@pytest.mark.parametrize("case", range(6 + len(EDGE_CASES)))
+def test_agrees_with_solve_ivp_reference(case):
+    t = np.concatenate([np.linspace(0, 10, 101), np.linspace(10.5, 2000, 300)])
+    if case < 6:
+        draw = prior_draws(np.random.default_rng(100 + case), 1)
+        condition = {k: float(v[0]) for k, v in draw.items()}
+    else:
+        s0, temp, pH0, e0, k_d = EDGE_CASES[case - 6]
+        condition = dict(substrate_mM=s0, grams_urease_powder=0.5, volume_L=0.1,
+                         temperature_C=temp, initial_pH=pH0, activity=e0 * 0.1 / 0.5, k_d=k_d)
+    reference = reference_pH(**condition, t=t)
+    pH = simulate(condition, t)[0]
+    assert np.abs(pH - reference).max() < 1e-4
+
+
+def _equilibria_at(temperature_C):
+    T = temperature_C + 273.15
+    return (10 ** (-4470.99 / T + 6.0875 - 0.01706 * T),
+            10 ** -(0.09018 + 2729.92 / T),
+            10 ** (-356.3094 - 0.06091964 * T + 21834.37 / T + 126.8339 * math.log10(T)
+                   - 1684915 / T**2),
+            10 ** (-107.8871 - 0.03252849 * T + 5151.79 / T + 38.92561 * math.log10(T)
+                   - 563713.9 / T**2))
+
+
+def test_optional_physics_against_reference_and_spec_magnitudes():
+    condition = dict(substrate_mM=20, grams_urease_powder=0.1, volume_L=0.2,
+                     temperature_C=40, initial_pH=7.36, activity=1.0, k_d=0.0)
+    t = np.array([0, 30, 300, 2000.0])
+    default = simulate(condition, t)[0]
+    warm = simulate(condition, t, options={"temperature_dependent_equilibria": True})[0]
+    co2 = simulate(condition, t, options={"initial_co2_uM": 10.0})[0]
+    np.testing.assert_allclose(
+        warm, reference_pH(**condition, t=t, equilibria=_equilibria_at(40.0)), atol=1e-4)
+    np.testing.assert_allclose(co2, reference_pH(**condition, t=t, carbon0_M=1e-5), atol=1e-4)
+    assert 0.25 < default[-1] - warm[-1] < 0.55  # spec: plateau ~0.4 lower at 40 °C
+    low_enzyme = dict(condition, activity=0.01)
+    drop = (simulate(low_enzyme, [30.0])[0, 0]
+            - simulate(low_enzyme, [30.0], options={"initial_co2_uM": 10.0})[0, 0])
+    assert drop > 0.1  # dissolved CO2 buffers the start
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c.pop("k_d"), "missing"),
+    (lambda c: c.update(temperature_K=300), "unknown"),
+    (lambda c: c.update(initial_pH=float("nan")), "initial_pH"),
+    (lambda c: c.update(grams_urease_powder=-0.1), "grams_urease_powder"),
+    (lambda c: c.update(volume_L=0.0), "volume_L"),
+    (lambda c: c.update(activity=[0.1, 0.2, 0.3]), "mismatched lengths"),
+    (lambda c: c.update(substrate_mM=[[1.0]]), "substrate_mM"),
+])
+def test_bad_conditions_name_the_field(change, message):
+    condition = {"substrate_mM": [10.0, 20.0], "grams_urease_powder": 0.1, "volume_L": 0.5,
+                 "temperature_C": 25.0, "initial_pH": 7.0, "activity": 0.1, "k_d": 0.0}
+    change(condition)
+    with pytest.raises(EiKerasError, match=message):
+        simulate(condition, [0.0, 1.0])
+
+
+@pytest.mark.parametrize("t, message", [
+    ([0.0, 2.0, 1.0], "non-decreasing"), ([0.0, float("nan")], "NaN"),
+    ([-1.0, 0.0], ">= 0"), ([[0.0, 1.0]], "1-D"),
+])
+def test_bad_times_are_rejected(t, message):
+    condition = dict(zip(NAMES, CHECK_ROWS[0][0]))
+    with pytest.raises(EiKerasError, match=message):
+        simulate(condition, t)
+
+
+def test_outside_prior_but_physical_still_simulates():
+    condition = dict(substrate_mM=500, grams_urease_powder=2.0, volume_L=0.05,
+                     temperature_C=55, initial_pH=8.2, activity=1.0, k_d=0.02)
+    pH = simulate(condition, np.linspace(0, 2000, 50))[0]
+    assert np.all(np.isfinite(pH)) and pH[0] == pytest.approx(8.2)
+    assert np.all(np.diff(pH) >= -1e-12)
+
+
+def test_no_substrate_or_no_enzyme_keeps_the_initial_pH():
+    conditions = as_conditions([(0, 0.1, 0.2, 30, 7.1, 0.5, 0.0), (20, 0.1, 0.2, 30, 6.9, 0.0, 0.0)])
+    pH = simulate(conditions, [0, 10, 1000])
+    np.testing.assert_allclose(pH, [[7.1] * 3, [6.9] * 3], atol=1e-12)
