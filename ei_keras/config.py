@@ -1,0 +1,211 @@
+"""Dataset configuration: defaults, deep merge of a partial config, validation.
+
+A config is a plain JSON-compatible dict, so it can be stored in every HDF5 file it
+produced. :func:`resolve_dataset_config` turns a partial config into a full, checked one;
+anything wrong raises :class:`~ei_keras.errors.EiKerasError` with a one-line message that
+names the field, the value received and what is allowed.
+"""
+
+import copy
+import json
+import math
+
+from ei_keras.errors import EiKerasError
+from ei_keras.simulation import LATENT_NAMES
+from ei_keras.simulation.priors import DEFAULT_PARAM_RANGES
+
+DEFAULT_DATASET_CONFIG = {
+    "n_samples": 2000,
+    "seed": 0,
+    "t_max": 2000.0,
+    "n_times": 401,
+    "prefix_lengths": [10.0, 30.0, 60.0, 300.0],
+    "prefix_n_points": 100,
+    "use_adaptive_n_points": False,
+    "target_dt": 0.3,
+    "infer_params": ["activity", "k_d"],
+    "param_ranges": {name: list(bounds) for name, bounds in DEFAULT_PARAM_RANGES.items()},
+    "measurement_model": {
+        "noise_std": 0.01,
+        "use_probe_lag": True,
+        "use_offset": True,
+        "add_noise": True,
+    },
+}
+
+# Always inferred; the nuisance parameters may be added.
+REQUIRED_TARGETS = ("activity", "k_d")
+# Physical domain of each parameter range: (lowest, highest, low end must be > lowest).
+_PARAM_DOMAINS = {
+    "substrate_mM": (0.0, math.inf, True),
+    "grams_urease_powder": (0.0, math.inf, True),
+    "volume_L": (0.0, math.inf, True),
+    "temperature_C": (0.0, 100.0, False),
+    "initial_pH": (2.0, 12.0, False),
+    "activity": (0.0, math.inf, True),
+    "k_d": (0.0, math.inf, False),
+    "tau_probe": (0.0, math.inf, False),
+    "pH_offset": (-2.0, 2.0, False),
+}
+# The switch that must be on for a nuisance parameter to vary (and be inferable).
+_NUISANCE_SWITCHES = {"tau_probe": "use_probe_lag", "pH_offset": "use_offset"}
+
+
+def _fail(field, value, allowed):
+    raise EiKerasError(f"config field '{field}': got {value!r}; allowed: {allowed}")
+
+
+def _merge(defaults, override, prefix=""):
+    merged = copy.deepcopy(defaults)
+    for key, value in override.items():
+        field = prefix + str(key)
+        if key not in defaults:
+            known = ", ".join(defaults)
+            raise EiKerasError(f"config field '{field}': unknown key; allowed keys: {known}")
+        if isinstance(defaults[key], dict):
+            if not isinstance(value, dict):
+                _fail(field, value, "a mapping with keys " + ", ".join(defaults[key]))
+            merged[key] = _merge(defaults[key], value, field + ".")
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _integer(value, field, minimum):
+    if isinstance(value, float) and value.is_integer():
+        return _integer(int(value), field, minimum)
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        _fail(field, value, f"an integer >= {minimum}")
+    return value
+
+
+def _positive(value, field):
+    if not _is_number(value) or value <= 0:
+        _fail(field, value, "a finite number > 0")
+    return float(value)
+
+
+def _boolean(value, field):
+    if not isinstance(value, bool):
+        _fail(field, value, "true or false")
+    return value
+
+
+def _check_prefix_lengths(value):
+    field = "prefix_lengths"
+    allowed = "a non-empty list of distinct finite numbers > 0 (seconds)"
+    if not isinstance(value, (list, tuple)) or not value:
+        _fail(field, value, allowed)
+    if not all(_is_number(length) and length > 0 for length in value):
+        _fail(field, value, allowed)
+    lengths = sorted(float(length) for length in value)
+    if len(set(lengths)) != len(lengths):
+        _fail(field, value, allowed)
+    return lengths
+
+
+def _check_param_ranges(ranges):
+    checked = {}
+    for name, bounds in ranges.items():
+        field = f"param_ranges.{name}"
+        lowest, highest, open_low = _PARAM_DOMAINS[name]
+        low_rule = f"{lowest} < low" if open_low else f"{lowest} <= low"
+        allowed = f"[low, high] with {low_rule} <= high <= {highest}"
+        if not isinstance(bounds, (list, tuple)) or len(bounds) != 2:
+            _fail(field, bounds, allowed)
+        low, high = bounds
+        if not (_is_number(low) and _is_number(high)) or low > high or high > highest:
+            _fail(field, bounds, allowed)
+        if low < lowest or (open_low and low == lowest):
+            _fail(field, bounds, allowed)
+        checked[name] = [float(low), float(high)]
+    return checked
+
+
+def _check_infer_params(value, measurement_model):
+    field = "infer_params"
+    allowed = f"a list with {', '.join(REQUIRED_TARGETS)} and optionally tau_probe, pH_offset"
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        _fail(field, value, allowed)
+    if len(set(value)) != len(value) or not set(value) <= set(LATENT_NAMES):
+        _fail(field, value, allowed)
+    if not set(REQUIRED_TARGETS) <= set(value):
+        _fail(field, value, allowed)
+    for name, switch in _NUISANCE_SWITCHES.items():
+        if name in value and not measurement_model[switch]:
+            raise EiKerasError(
+                f"config field '{field}': got {list(value)!r}; {name} cannot be inferred "
+                f"because measurement_model.{switch} is false (it is fixed at 0)"
+            )
+    return [name for name in LATENT_NAMES if name in value]
+
+
+def resolve_dataset_config(config=None):
+    """Full, validated dataset config: ``config`` deep-merged over the defaults.
+
+    Parameters
+    ----------
+    config : mapping, optional
+        A partial config; missing keys take :data:`DEFAULT_DATASET_CONFIG` values.
+
+    Returns
+    -------
+    dict
+        A new JSON-compatible dict with every key, numbers normalised (``prefix_lengths``
+        sorted ascending, ``infer_params`` in the order of ``LATENT_NAMES``).
+
+    Raises
+    ------
+    EiKerasError
+        For an unknown key at any level or an invalid value; the message names the field,
+        the value and the allowed range.
+    """
+    if config is None:
+        config = {}
+    if not isinstance(config, dict):
+        raise EiKerasError(f"config must be a JSON object (mapping); got {type(config).__name__}")
+    merged = _merge(DEFAULT_DATASET_CONFIG, config)
+    model = merged["measurement_model"]
+    for key in ("use_probe_lag", "use_offset", "add_noise"):
+        _boolean(model[key], f"measurement_model.{key}")
+    if not _is_number(model["noise_std"]) or model["noise_std"] < 0:
+        _fail("measurement_model.noise_std", model["noise_std"], "a finite number >= 0 (pH)")
+    model["noise_std"] = float(model["noise_std"])
+    merged["n_samples"] = _integer(merged["n_samples"], "n_samples", 1)
+    merged["seed"] = _integer(merged["seed"], "seed", 0)
+    merged["t_max"] = _positive(merged["t_max"], "t_max")
+    merged["n_times"] = _integer(merged["n_times"], "n_times", 2)
+    merged["prefix_lengths"] = _check_prefix_lengths(merged["prefix_lengths"])
+    merged["prefix_n_points"] = _integer(merged["prefix_n_points"], "prefix_n_points", 2)
+    _boolean(merged["use_adaptive_n_points"], "use_adaptive_n_points")
+    merged["target_dt"] = _positive(merged["target_dt"], "target_dt")
+    merged["param_ranges"] = _check_param_ranges(merged["param_ranges"])
+    merged["infer_params"] = _check_infer_params(merged["infer_params"], model)
+    return merged
+
+
+def load_dataset_config(path):
+    """Read a JSON config file and resolve it with :func:`resolve_dataset_config`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A JSON file holding a (partial) dataset config.
+
+    Returns
+    -------
+    dict
+        The resolved config.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise EiKerasError(f"config file {path}: not valid JSON ({error})") from None
+    except OSError as error:
+        raise EiKerasError(f"config file {path}: cannot be read ({error.strerror})") from None
+    return resolve_dataset_config(config)
