@@ -1,0 +1,218 @@
+"""Reading datasets written by :func:`ei_keras.data.generate_dataset`."""
+
+import contextlib
+import dataclasses
+import json
+import os
+
+import h5py
+import numpy as np
+
+from ei_keras.data.generate import FORMAT_VERSION, TRAJECTORY_GROUP
+from ei_keras.errors import EiKerasError
+
+
+@dataclasses.dataclass(frozen=True)
+class PrefixData:
+    """Readings of one prefix length with the inputs and targets of every case.
+
+    ``t`` and ``pH`` are (n, m) float32 (seconds, measured pH); ``known`` (n, 5) holds the
+    known inputs (measured initial pH), ``targets`` (n, p) the inferred parameters and
+    ``latent`` (n, 4) every latent parameter, all in physical units.
+    """
+
+    t: np.ndarray
+    pH: np.ndarray
+    known: np.ndarray
+    known_names: tuple
+    targets: np.ndarray
+    target_names: tuple
+    config: dict
+    prefix_length: float
+    latent: np.ndarray
+    latent_names: tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class TrajectoryData:
+    """Full trajectories on the ``t_max``/``n_times`` grid: ``t`` (n_times,), the true
+    and measured pH (n, n_times) float32, and the inputs and latent parameters per case."""
+
+    t: np.ndarray
+    pH_true: np.ndarray
+    pH_measured: np.ndarray
+    known: np.ndarray
+    known_names: tuple
+    latent: np.ndarray
+    latent_names: tuple
+    config: dict
+
+
+@contextlib.contextmanager
+def _open_dataset(path):
+    """Open an ei_keras dataset, turning every way it can be wrong into EiKerasError."""
+    if not os.path.isfile(path):
+        raise EiKerasError(f"dataset {path}: no such file")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError:
+        raise EiKerasError(f"dataset {path}: not an HDF5 file, or a corrupt one") from None
+    with handle:
+        version = handle.attrs.get("format_version")
+        if version is None or "config" not in handle.attrs:
+            raise EiKerasError(
+                f"dataset {path}: not an ei_keras dataset (no format_version/config "
+                "attributes); create one with `ei-keras generate`"
+            )
+        if int(version) != FORMAT_VERSION:
+            raise EiKerasError(
+                f"dataset {path}: format version {int(version)} is not supported "
+                f"(this ei_keras reads version {FORMAT_VERSION})"
+            )
+        try:
+            yield handle
+        except (KeyError, OSError, ValueError) as error:
+            if isinstance(error, EiKerasError):
+                raise
+            raise EiKerasError(f"dataset {path}: corrupt or incomplete ({error})") from None
+
+
+def _names(dataset):
+    return tuple(str(name) for name in dataset.attrs["names"])
+
+
+def _prefix_groups(handle):
+    """``prefix_length -> group`` for every prefix group, sorted by length."""
+    groups = {
+        float(group.attrs["prefix_length"]): group
+        for group in handle.values()
+        if isinstance(group, h5py.Group) and "prefix_length" in group.attrs
+    }
+    return dict(sorted(groups.items()))
+
+
+def _format_lengths(lengths):
+    return ", ".join(f"{length:g}" for length in lengths) or "none"
+
+
+def load_prefix(path, prefix_length):
+    """Load the readings of one prefix length.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A dataset written by :func:`ei_keras.data.generate_dataset`.
+    prefix_length : float
+        Prefix length in seconds, one of those in the file.
+
+    Returns
+    -------
+    PrefixData
+
+    Raises
+    ------
+    EiKerasError
+        If the file is missing, not HDF5, not an ei_keras dataset or corrupt, or has no
+        prefix of that length (the message lists the lengths it has).
+    """
+    with _open_dataset(path) as handle:
+        groups = _prefix_groups(handle)
+        matches = [g for length, g in groups.items() if np.isclose(length, float(prefix_length))]
+        if not matches:
+            raise EiKerasError(
+                f"dataset {path}: no prefix of length {prefix_length!r} s; available "
+                f"prefix lengths: {_format_lengths(groups)} s"
+            )
+        group = matches[0]
+        pH = group["pH"][...].astype(np.float32, copy=False)
+        t = np.ascontiguousarray(np.broadcast_to(group["t"][...].astype(np.float32), pH.shape))
+        return PrefixData(
+            t=t,
+            pH=pH,
+            known=handle["known"][...],
+            known_names=_names(handle["known"]),
+            targets=handle["targets"][...],
+            target_names=_names(handle["targets"]),
+            config=json.loads(handle.attrs["config"]),
+            prefix_length=float(group.attrs["prefix_length"]),
+            latent=handle["latent"][...],
+            latent_names=_names(handle["latent"]),
+        )
+
+
+def load_trajectories(path):
+    """Load the full true and measured trajectories of every case.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A dataset written by :func:`ei_keras.data.generate_dataset`.
+
+    Returns
+    -------
+    TrajectoryData
+
+    Raises
+    ------
+    EiKerasError
+        If the file is missing, not HDF5, not an ei_keras dataset or corrupt.
+    """
+    with _open_dataset(path) as handle:
+        group = handle[TRAJECTORY_GROUP]
+        return TrajectoryData(
+            t=group["t"][...],
+            pH_true=group["pH_true"][...],
+            pH_measured=group["pH_measured"][...],
+            known=handle["known"][...],
+            known_names=_names(handle["known"]),
+            latent=handle["latent"][...],
+            latent_names=_names(handle["latent"]),
+            config=json.loads(handle.attrs["config"]),
+        )
+
+
+def describe_dataset(path):
+    """A printable summary: samples, prefixes, trajectory grid, parameters and config.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A dataset written by :func:`ei_keras.data.generate_dataset`.
+
+    Returns
+    -------
+    str
+        Several lines of text.
+    """
+    with _open_dataset(path) as handle:
+        config = json.loads(handle.attrs["config"])
+        model = config["measurement_model"]
+        known, latent = handle["known"], handle["latent"]
+        n = known.shape[0]
+        prefixes = ", ".join(
+            f"{length:g} s × {group['pH'].shape[1]} points"
+            for length, group in _prefix_groups(handle).items()
+        )
+        trajectory_t = handle[TRAJECTORY_GROUP]["t"]
+        noise = f"σ = {model['noise_std']:g} pH" if model["add_noise"] else "off"
+        lines = [
+            f"ei_keras dataset {path} (format {FORMAT_VERSION}, "
+            f"{os.path.getsize(path) / 1e6:.1f} MB)",
+            f"  samples:     {n} (seed {config['seed']})",
+            f"  prefixes:    {prefixes}",
+            f"  trajectory:  {len(trajectory_t)} times on [0, {trajectory_t[-1]:g}] s",
+            f"  targets:     {', '.join(_names(handle['targets']))}",
+            f"  measurement: probe lag {'on' if model['use_probe_lag'] else 'off'}, "
+            f"offset {'on' if model['use_offset'] else 'off'}, noise {noise}",
+            f"  {'parameter':<20} {'prior range':<22} in file (min … max)",
+        ]
+        for dataset in (known, latent):
+            values = dataset[...]
+            for column, name in enumerate(_names(dataset)):
+                low, high = config["param_ranges"][name]
+                lines.append(
+                    f"  {name:<20} {f'[{low:g}, {high:g}]':<22} "
+                    f"{values[:, column].min():.4g} … {values[:, column].max():.4g}"
+                )
+        lines.append(f"  config: {json.dumps(config, sort_keys=True)}")
+        return "\n".join(lines)
