@@ -11,7 +11,17 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 
 from ei_keras.errors import EiKerasError  # noqa: E402
 from ei_keras.simulation import simulate  # noqa: E402
+from ei_keras.data import generate_dataset, load_prefix, load_trajectories  # noqa: E402
+from ei_keras.simulation.measurement import get_adaptive_prefix_n_points  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["EiKerasError", "simulate", "__version__"]
+__all__ = [
+    "EiKerasError",
+    "simulate",
+    "generate_dataset",
+    "load_prefix",
+    "load_trajectories",
+    "get_adaptive_prefix_n_points",
+    "__version__",
+]

@@ -11,7 +11,7 @@ import sys
 
 from ei_keras.errors import EiKerasError
 
-SUBCOMMANDS = ["generate"]
+SUBCOMMANDS = ["generate", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:
