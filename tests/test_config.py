@@ -1,0 +1,140 @@
+"""Dataset config: defaults, deep merge, and one-line errors naming field, value and range."""
+
+import copy
+import json
+
+import pytest
+
+from ei_keras import EiKerasError
+from ei_keras.config import (
+    DEFAULT_DATASET_CONFIG,
+    load_dataset_config,
+    resolve_dataset_config,
+)
+
+KEYS = {
+    "n_samples", "seed", "t_max", "n_times", "prefix_lengths", "prefix_n_points",
+    "use_adaptive_n_points", "target_dt", "infer_params", "param_ranges", "measurement_model",
+}
+PRIOR_RANGES = {
+    "substrate_mM": [1, 100], "grams_urease_powder": [0.01, 0.5], "volume_L": [0.1, 1.0],
+    "temperature_C": [20, 40], "initial_pH": [6.5, 7.5], "activity": [1e-3, 1],
+    "k_d": [0, 5e-3], "tau_probe": [0, 30], "pH_offset": [-0.1, 0.1],
+}
+
+
+def test_defaults_follow_the_physics_spec():
+    config = resolve_dataset_config()
+    assert set(config) == KEYS
+    assert config["prefix_lengths"] == [10, 30, 60, 300]
+    assert config["prefix_n_points"] == 100
+    assert config["use_adaptive_n_points"] is False
+    assert config["target_dt"] == 0.3
+    assert config["infer_params"] == ["activity", "k_d"]
+    assert config["param_ranges"] == PRIOR_RANGES
+    assert config["measurement_model"] == {
+        "noise_std": 0.01, "use_probe_lag": True, "use_offset": True, "add_noise": True}
+    assert json.loads(json.dumps(config)) == config
+
+
+def test_partial_config_is_deep_merged_without_touching_inputs():
+    partial = {"n_samples": 10, "measurement_model": {"noise_std": 0.02},
+               "param_ranges": {"temperature_C": [25, 25]}}
+    before, defaults_before = copy.deepcopy(partial), copy.deepcopy(DEFAULT_DATASET_CONFIG)
+    config = resolve_dataset_config(partial)
+    assert config["n_samples"] == 10
+    assert config["measurement_model"] == {
+        "noise_std": 0.02, "use_probe_lag": True, "use_offset": True, "add_noise": True}
+    assert config["param_ranges"] == {**PRIOR_RANGES, "temperature_C": [25, 25]}
+    assert partial == before and DEFAULT_DATASET_CONFIG == defaults_before
+
+
+def test_resolving_twice_changes_nothing():
+    config = resolve_dataset_config({"prefix_lengths": [300, 2.5], "infer_params":
+                                     ["pH_offset", "k_d", "activity"]})
+    assert config["prefix_lengths"] == [2.5, 300]
+    assert config["infer_params"] == ["activity", "k_d", "pH_offset"]
+    assert resolve_dataset_config(config) == config
+
+
+@pytest.mark.parametrize("partial, field", [
+    ({"n_sample": 5}, "n_sample"),
+    ({"measurement_model": {"noise": 0.1}}, "measurement_model.noise"),
+    ({"param_ranges": {"enzyme": [0, 1]}}, "param_ranges.enzyme"),
+])
+def test_unknown_keys_are_rejected_at_any_level(partial, field):
+    with pytest.raises(EiKerasError) as error:
+        resolve_dataset_config(partial)
+    message = str(error.value)
+    assert f"'{field}'" in message and "unknown key" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("partial, field, shown, allowed", [
+    ({"n_samples": 0}, "n_samples", "0", ">= 1"),
+    ({"n_samples": 2.5}, "n_samples", "2.5", "integer"),
+    ({"n_samples": True}, "n_samples", "True", "integer"),
+    ({"seed": -1}, "seed", "-1", ">= 0"),
+    ({"t_max": 0}, "t_max", "0", "> 0"),
+    ({"t_max": float("nan")}, "t_max", "nan", "> 0"),
+    ({"n_times": 1}, "n_times", "1", ">= 2"),
+    ({"prefix_lengths": []}, "prefix_lengths", "[]", "non-empty"),
+    ({"prefix_lengths": [30, -1]}, "prefix_lengths", "[30, -1]", "> 0"),
+    ({"prefix_lengths": [30, 30]}, "prefix_lengths", "[30, 30]", "distinct"),
+    ({"prefix_lengths": "30"}, "prefix_lengths", "'30'", "list"),
+    ({"prefix_n_points": 1}, "prefix_n_points", "1", ">= 2"),
+    ({"use_adaptive_n_points": "yes"}, "use_adaptive_n_points", "'yes'", "true or false"),
+    ({"target_dt": -0.3}, "target_dt", "-0.3", "> 0"),
+    ({"infer_params": ["activity"]}, "infer_params", "['activity']", "activity, k_d"),
+    ({"infer_params": ["activity", "k_d", "E0"]}, "infer_params", "'E0'", "tau_probe"),
+    ({"param_ranges": {"activity": [0, 1]}}, "param_ranges.activity", "[0, 1]", "0.0 < low"),
+    ({"param_ranges": {"volume_L": [1, 0.5]}}, "param_ranges.volume_L", "[1, 0.5]", "<= high"),
+    ({"param_ranges": {"k_d": [-1e-3, 0]}}, "param_ranges.k_d", "[-0.001, 0]", "0.0 <= low"),
+    ({"param_ranges": {"initial_pH": [6]}}, "param_ranges.initial_pH", "[6]", "[low, high]"),
+    ({"measurement_model": {"noise_std": -0.01}}, "measurement_model.noise_std", "-0.01",
+     ">= 0"),
+    ({"measurement_model": {"add_noise": 1}}, "measurement_model.add_noise", "1",
+     "true or false"),
+    ({"measurement_model": 0.01}, "measurement_model", "0.01", "mapping"),
+])
+def test_invalid_values_name_field_value_and_allowed_range(partial, field, shown, allowed):
+    with pytest.raises(EiKerasError) as error:
+        resolve_dataset_config(partial)
+    message = str(error.value)
+    assert f"'{field}'" in message
+    assert shown in message
+    assert allowed in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("switch, name", [("use_probe_lag", "tau_probe"),
+                                          ("use_offset", "pH_offset")])
+def test_switched_off_nuisance_cannot_be_inferred(switch, name):
+    partial = {"measurement_model": {switch: False}, "infer_params": ["activity", "k_d", name]}
+    with pytest.raises(EiKerasError, match=f"{name} cannot be inferred.*{switch} is false"):
+        resolve_dataset_config(partial)
+    partial["measurement_model"][switch] = True
+    assert name in resolve_dataset_config(partial)["infer_params"]
+
+
+def test_config_file_is_loaded_and_merged(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"n_samples": 7, "measurement_model": {"add_noise": False}}))
+    config = load_dataset_config(path)
+    assert config["n_samples"] == 7 and config["measurement_model"]["add_noise"] is False
+    assert config["seed"] == DEFAULT_DATASET_CONFIG["seed"]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("{not json", "not valid JSON"),
+    ("[1, 2]", "JSON object"),
+])
+def test_bad_config_files_are_rejected(tmp_path, text, expected):
+    path = tmp_path / "config.json"
+    path.write_text(text)
+    with pytest.raises(EiKerasError, match=expected):
+        load_dataset_config(path)
+
+
+def test_missing_config_file_is_reported(tmp_path):
+    with pytest.raises(EiKerasError, match="cannot be read"):
+        load_dataset_config(tmp_path / "absent.json")
