@@ -1,0 +1,95 @@
+"""Raw pH prefix and reading times → normalised encoder channels, with a padding mask."""
+
+import keras
+from keras import ops
+
+
+def _positive_float(name, value):
+    value = float(value)
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0; got {value!r}")
+    return value
+
+
+@keras.saving.register_keras_serializable(package="ei_keras")
+class PrefixFeatures(keras.layers.Layer):
+    """Turn raw readings into the channels ``[normalised pH, time, dt]``.
+
+    * normalised pH: ``(pH - reference) / ph_scale``, where ``reference`` is the known input
+      ``reference_index`` (the measured initial pH, so the probe offset cancels) or the
+      constant ``ph_center`` when ``reference_index`` is ``None``;
+    * time: ``t / time_scale``;
+    * dt: the spacing to the previous reading (the first reading takes the next spacing),
+      divided by ``dt_scale``.
+
+    Non-finite pH or time (NaN padding) marks a step as invalid: its channels are zero and
+    the layer's Keras mask is False there, so traces of different lengths share a batch.
+    The statistics are plain config numbers, so a saved model needs no side file.
+
+    Args:
+        ph_scale: divisor of the pH difference (> 0).
+        time_scale: divisor of the reading times, e.g. the training prefix length (> 0).
+        dt_scale: divisor of the reading spacing (> 0).
+        reference_index: column of the known inputs subtracted from every reading, or None.
+        ph_center: constant subtracted when ``reference_index`` is None.
+        **kwargs: base ``Layer`` arguments.
+
+    Input shape:
+        list ``[pH, t, known]``: pH ``(batch, steps)`` or ``(batch, steps, 1)``, t
+        ``(batch, steps)``, known ``(batch, n_known)``.
+
+    Output shape:
+        ``(batch, steps, 3)`` with mask ``(batch, steps)``.
+    """
+
+    def __init__(self, ph_scale=1.0, time_scale=1.0, dt_scale=1.0, reference_index=None,
+                 ph_center=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if reference_index is not None and (not isinstance(reference_index, int)
+                                            or reference_index < 0):
+            raise ValueError(
+                f"reference_index must be a non-negative int or None; got {reference_index!r}")
+        self.ph_scale = _positive_float("ph_scale", ph_scale)
+        self.time_scale = _positive_float("time_scale", time_scale)
+        self.dt_scale = _positive_float("dt_scale", dt_scale)
+        self.reference_index = reference_index
+        self.ph_center = float(ph_center)
+
+    @staticmethod
+    def _squeeze(ph):
+        return ph[..., 0] if len(ph.shape) == 3 else ph
+
+    def call(self, inputs):
+        ph, t, known = inputs
+        ph = ops.cast(self._squeeze(ph), self.compute_dtype)
+        t = ops.cast(t, self.compute_dtype)
+        valid = ops.logical_and(ops.isfinite(ph), ops.isfinite(t))
+        if self.reference_index is None:
+            reference = self.ph_center
+        else:
+            reference = ops.cast(known[:, self.reference_index:self.reference_index + 1],
+                                 self.compute_dtype)
+        ph = (ph - reference) / self.ph_scale
+        spacing = t[:, 1:] - t[:, :-1]
+        dt = ops.concatenate([spacing[:, :1], spacing], axis=1) if t.shape[1] != 1 else t * 0.0
+        features = ops.stack([ph, t / self.time_scale, dt / self.dt_scale], axis=-1)
+        features = ops.where(ops.isfinite(features), features, ops.zeros_like(features))
+        return ops.where(valid[..., None], features, ops.zeros_like(features))
+
+    def compute_mask(self, inputs, mask=None):
+        ph, t, _ = inputs
+        return ops.logical_and(ops.isfinite(self._squeeze(ph)), ops.isfinite(t))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[1][:2]) + (3,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "ph_scale": self.ph_scale,
+            "time_scale": self.time_scale,
+            "dt_scale": self.dt_scale,
+            "reference_index": self.reference_index,
+            "ph_center": self.ph_center,
+        })
+        return config
