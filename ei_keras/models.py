@@ -1,0 +1,261 @@
+"""The ei_keras network: pH prefix + known conditions → Gaussian over the latent parameters.
+
+``build_model`` wires the registered layers into a functional ``keras.Model``:
+
+    pH (batch, steps), t (batch, steps), known (batch, 5)
+      → PrefixFeatures [normalised pH, time, dt] (NaN marks padding → Keras mask)
+      → TCNEncoder (residual dilated causal Conv1D, mask-aware downsampling)
+      → WeightedTemporalPooling (or AverageTemporalPooling)  ─┐
+      known → Standardize → MLP ──────────────────────────────┴→ concat → MLP
+      → mean, log_var → GaussianPosterior  = output "posterior" (batch, 2 p)
+      attention weights → ReadingAttention = output "attention" (batch, steps)
+
+All statistics (pH, time and known-input scaling; target transforms and standardisation)
+live in layer configs, so a saved ``.keras`` file maps raw readings to physical units on
+its own: :func:`decode_predictions` reads them back from the model.
+"""
+
+import math
+
+import keras
+import numpy as np
+
+from ei_keras.layers import (
+    AverageTemporalPooling,
+    GaussianPosterior,
+    PrefixFeatures,
+    ReadingAttention,
+    Standardize,
+    TCNEncoder,
+    WeightedTemporalPooling,
+)
+from ei_keras.layers.gaussian_posterior import forward_transform
+
+KNOWN_NAMES = ("substrate_mM", "grams_urease_powder", "volume_L", "temperature_C", "initial_pH")
+TARGET_NAMES = ("activity", "k_d")
+# Targets trained in a transformed space; the rest are standardised as they are.
+TARGET_TRANSFORMS = {"activity": "log10"}
+REFERENCE_INPUT = "initial_pH"
+
+# Architecture presets. "compact" is the default (CPU-friendly: mask-aware average
+# downsampling inside the encoder and of long prefixes, so cost stays about flat beyond
+# ``max_encoder_steps`` readings); "recipe" is the original full-size TCN, for GPUs.
+ARCHITECTURES = {
+    "compact": {
+        "filters": (32, 48, 64), "kernel_size": 3, "dilations": (1, 2, 4),
+        "pool_sizes": (1, 2, 2), "dropout": 0.1, "known_units": (32,), "head_units": (64,),
+        "max_encoder_steps": 128,
+    },
+    "recipe": {
+        "filters": (64, 128, 256), "kernel_size": 3, "dilations": (1, 2, 4),
+        "pool_sizes": (1, 1, 1), "dropout": 0.1, "known_units": (64,), "head_units": (128,),
+        "max_encoder_steps": None,
+    },
+}
+
+
+def input_pool_for(n_points, max_encoder_steps):
+    """Readings averaged per encoder input step so at most ``max_encoder_steps`` remain."""
+    if max_encoder_steps is None:
+        return 1
+    if not max_encoder_steps >= 1:
+        raise ValueError(f"max_encoder_steps must be >= 1 or None; got {max_encoder_steps!r}")
+    return max(1, math.ceil(n_points / max_encoder_steps))
+
+
+def architecture_kwargs(architecture, n_points):
+    """``build_model`` keyword arguments of a named preset for prefixes of ``n_points``."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {sorted(ARCHITECTURES)}; got {architecture!r}")
+    kwargs = dict(ARCHITECTURES[architecture])
+    kwargs["input_pool"] = input_pool_for(n_points, kwargs.pop("max_encoder_steps"))
+    return kwargs
+
+
+def default_normalization(known_names=KNOWN_NAMES, target_names=TARGET_NAMES):
+    """Unit statistics (no rescaling) for the given names; for tests and quick starts."""
+    return {
+        "known_names": list(known_names),
+        "known_mean": [0.0] * len(known_names),
+        "known_std": [1.0] * len(known_names),
+        "reference_index": (list(known_names).index(REFERENCE_INPUT)
+                            if REFERENCE_INPUT in known_names else None),
+        "ph_center": 0.0,
+        "ph_scale": 1.0,
+        "time_scale": 1.0,
+        "dt_scale": 1.0,
+        "target_names": list(target_names),
+        "transforms": [TARGET_TRANSFORMS.get(name, "identity") for name in target_names],
+        "target_loc": [0.0] * len(target_names),
+        "target_scale": [1.0] * len(target_names),
+    }
+
+
+def _safe_std(values, axis=None):
+    std = np.std(values, axis=axis)
+    return np.where(np.isfinite(std) & (std > 0), std, 1.0)
+
+
+def fit_normalization(t, pH, known, targets, known_names=KNOWN_NAMES,
+                      target_names=TARGET_NAMES):
+    """Statistics for :func:`build_model` from training arrays (NaN padding ignored).
+
+    The pH channel is the reading minus the measured initial pH (known input
+    ``initial_pH``; the probe offset cancels), scaled by its standard deviation; time is
+    divided by the largest reading time (about the prefix length) and the spacing by its
+    median; known inputs and transformed targets are standardised per column.
+
+    Args:
+        t: reading times ``(n, steps)`` in seconds.
+        pH: readings ``(n, steps)``.
+        known: ``(n, len(known_names))``.
+        targets: ``(n, len(target_names))`` in physical units.
+        known_names: names of the known columns.
+        target_names: names of the target columns.
+
+    Returns:
+        a JSON-able dict accepted by :func:`build_model`.
+    """
+    t, pH = np.asarray(t, np.float64), np.asarray(pH, np.float64)
+    known, targets = np.asarray(known, np.float64), np.asarray(targets, np.float64)
+    if t.shape != pH.shape or t.ndim != 2:
+        raise ValueError(f"t and pH must share a 2-D shape; got {t.shape} and {pH.shape}")
+    if known.shape != (len(pH), len(known_names)):
+        raise ValueError(f"known must be ({len(pH)}, {len(known_names)}); got {known.shape}")
+    if targets.shape != (len(pH), len(target_names)):
+        raise ValueError(f"targets must be ({len(pH)}, {len(target_names)}); got {targets.shape}")
+    stats = default_normalization(known_names, target_names)
+    reference = stats["reference_index"]
+    if reference is None:
+        stats["ph_center"] = float(np.nanmean(pH))
+        delta = pH - stats["ph_center"]
+    else:
+        delta = pH - known[:, reference:reference + 1]
+    stats["ph_scale"] = float(_safe_std(delta[np.isfinite(delta)]))
+    stats["time_scale"] = float(np.nanmax(t)) if np.nanmax(t) > 0 else 1.0
+    spacing = np.diff(t, axis=1)
+    spacing = spacing[np.isfinite(spacing) & (spacing > 0)]
+    stats["dt_scale"] = float(np.median(spacing)) if spacing.size else 1.0
+    stats["known_mean"] = np.mean(known, axis=0).tolist()
+    stats["known_std"] = _safe_std(known, axis=0).tolist()
+    transformed = np.stack([forward_transform(tr, targets[:, j])
+                            for j, tr in enumerate(stats["transforms"])], axis=1)
+    stats["target_loc"] = np.mean(transformed, axis=0).tolist()
+    stats["target_scale"] = _safe_std(transformed, axis=0).tolist()
+    return stats
+
+
+def build_model(normalization=None, *, filters=(32, 48, 64), kernel_size=3, dilations=(1, 2, 4),
+                pool_sizes=(1, 2, 2), input_pool=1, dropout=0.1, known_units=(32,),
+                head_units=(64,), pooling="weighted", attention_units=None, early_bias=1.0,
+                early_bias_decay=0.2, log_var_min=-4.6, log_var_max=10.0,
+                name="ei_keras_posterior"):
+    """Build the (uncompiled) network; the defaults are the ``"compact"`` architecture.
+
+    Args:
+        normalization: statistics and names from :func:`fit_normalization` (default:
+            :func:`default_normalization`, i.e. no rescaling).
+        filters: channels of each TCN block.
+        kernel_size: causal convolution width.
+        dilations: dilation of each TCN block.
+        pool_sizes: mask-aware average downsampling before each TCN block.
+        input_pool: readings averaged per encoder step before the first block (see
+            :func:`input_pool_for`).
+        dropout: dropout rate inside the TCN blocks.
+        known_units: widths of the MLP on the standardised known inputs.
+        head_units: widths of the MLP after concatenating pooled sequence and known inputs.
+        pooling: ``"weighted"`` (attention with an early-time bias) or ``"average"``.
+        attention_units: hidden width of the attention scorer (None: half the channels).
+        early_bias: initial strength of the attention's early-time bias.
+        early_bias_decay: decay length of that bias in normalised time.
+        log_var_min: lower log-variance clamp recorded for decoding (match the loss).
+        log_var_max: upper log-variance clamp recorded for decoding (match the loss).
+        name: model name.
+
+    Returns:
+        ``keras.Model`` with inputs ``{"pH": (batch, steps), "t": (batch, steps),
+        "known": (batch, n_known)}`` (pH may also be ``(batch, steps, 1)``; NaN readings
+        are padding) and outputs ``{"posterior": (batch, 2 p), "attention": (batch,
+        steps)}``. ``posterior`` is ``[mean, log_var]`` of the standardised transformed
+        targets, the ``y_pred`` of :class:`ei_keras.losses.RegularizedGaussianNLL`.
+    """
+    if pooling not in ("weighted", "average"):
+        raise ValueError(f"pooling must be 'weighted' or 'average'; got {pooling!r}")
+    stats = default_normalization() if normalization is None else normalization
+    known_names, target_names = stats["known_names"], stats["target_names"]
+
+    ph_in = keras.Input((None,), name="pH")
+    t_in = keras.Input((None,), name="t")
+    known_in = keras.Input((len(known_names),), name="known")
+
+    features = PrefixFeatures(
+        ph_scale=stats["ph_scale"], time_scale=stats["time_scale"], dt_scale=stats["dt_scale"],
+        reference_index=stats["reference_index"], ph_center=stats["ph_center"],
+        name="features")([ph_in, t_in, known_in])
+    encoder = TCNEncoder(filters, kernel_size, dilations, pool_sizes, input_pool, dropout,
+                         name="encoder")
+    sequence = encoder(features)
+    if pooling == "weighted":
+        pool = WeightedTemporalPooling(attention_units, early_bias, early_bias_decay,
+                                       name="pooling")
+    else:
+        pool = AverageTemporalPooling(name="pooling")
+    pooled, weights = pool(sequence, return_attention=True)
+
+    context = Standardize(stats["known_mean"], stats["known_std"], known_names,
+                          name="known_standardize")(known_in)
+    for index, units in enumerate(known_units):
+        context = keras.layers.Dense(units, activation="relu", name=f"known_dense{index}")(context)
+    hidden = keras.layers.Concatenate(name="merge")([pooled, context])
+    for index, units in enumerate(head_units):
+        hidden = keras.layers.Dense(units, activation="relu", name=f"head_dense{index}")(hidden)
+    mean = keras.layers.Dense(len(target_names), name="mean")(hidden)
+    log_var = keras.layers.Dense(len(target_names), name="log_var")(hidden)
+    posterior = GaussianPosterior(
+        target_names, stats["transforms"], stats["target_loc"], stats["target_scale"],
+        log_var_min, log_var_max, name="posterior")([mean, log_var])
+    attention = ReadingAttention(encoder.downsampling, name="attention")([weights, ph_in, t_in])
+    return keras.Model(
+        inputs={"pH": ph_in, "t": t_in, "known": known_in},
+        outputs={"posterior": posterior, "attention": attention}, name=name)
+
+
+def posterior_layer(model):
+    """The model's :class:`GaussianPosterior` layer (holds target names and transforms)."""
+    layer = model.get_layer("posterior")
+    if not isinstance(layer, GaussianPosterior):
+        raise ValueError(f"layer 'posterior' of {model.name!r} is a {type(layer).__name__}, "
+                         f"not a GaussianPosterior; is this an ei_keras model?")
+    return layer
+
+
+def model_info(model):
+    """Names and statistics a saved model carries: known/target names, transforms, scales."""
+    features = model.get_layer("features")
+    known = model.get_layer("known_standardize")
+    posterior = posterior_layer(model)
+    return {
+        "known_names": list(known.names),
+        "target_names": list(posterior.target_names),
+        "transforms": list(posterior.transforms),
+        "time_scale": features.time_scale,
+        "downsampling": model.get_layer("attention").downsampling,
+    }
+
+
+def decode_predictions(model, outputs):
+    """Model outputs → per-target physical-unit summaries (see ``GaussianPosterior.decode``).
+
+    Args:
+        model: an ei_keras model (built or loaded).
+        outputs: the dict returned by ``model(...)``/``model.predict(...)``, or the
+            ``"posterior"`` array ``(n, 2 p)`` alone.
+
+    Returns:
+        ``{target_name: {"loc", "scale", "median", "mean", "std", "transform"}}``; ``loc``
+        and ``scale`` are the Gaussian in transformed units (log10 for activity), the rest
+        are physical units.
+    """
+    if isinstance(outputs, dict):
+        outputs = outputs["posterior"]
+    return posterior_layer(model).decode(keras.ops.convert_to_numpy(outputs))
