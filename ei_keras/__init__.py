@@ -13,6 +13,8 @@ from ei_keras.errors import EiKerasError  # noqa: E402
 from ei_keras.simulation import simulate  # noqa: E402
 from ei_keras.data import generate_dataset, load_prefix, load_trajectories  # noqa: E402
 from ei_keras.simulation.measurement import get_adaptive_prefix_n_points  # noqa: E402
+from ei_keras import callbacks, layers, losses  # noqa: E402
+from ei_keras.models import build_model  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -23,5 +25,9 @@ __all__ = [
     "load_prefix",
     "load_trajectories",
     "get_adaptive_prefix_n_points",
+    "callbacks",
+    "layers",
+    "losses",
+    "build_model",
     "__version__",
 ]
