@@ -1,5 +1,6 @@
-"""What the scientist gets out: the least-squares baseline, posterior inference, forecasts."""
+"""What the scientist gets out: posterior inference, forecasts, the least-squares baseline."""
 
 from ei_keras.inference.least_squares import fit_least_squares, predict_readings
+from ei_keras.inference.posterior import forecast, infer, load_model
 
-__all__ = ["fit_least_squares", "predict_readings"]
+__all__ = ["fit_least_squares", "forecast", "infer", "load_model", "predict_readings"]

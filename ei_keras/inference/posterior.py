@@ -1,0 +1,213 @@
+"""Posterior inference and forecasts from a trained ei_keras model.
+
+``infer`` maps raw probe readings and the known conditions to per-parameter posterior
+summaries in physical units (and the attention over the readings); ``forecast`` draws
+from that posterior and runs the simulator to the end of the run.
+"""
+
+from pathlib import Path
+
+import keras
+import numpy as np
+from scipy.special import ndtri
+
+from ei_keras.errors import EiKerasError
+from ei_keras.inference.least_squares import predict_readings, validate_known, validate_trace
+from ei_keras.layers.gaussian_posterior import inverse_transform
+from ei_keras.models import decode_predictions, model_info
+from ei_keras.simulation import KNOWN_NAMES
+
+INTERVALS = (50, 90, 95)
+# Physical lower bounds that a Gaussian draw may cross (clipped there).
+NON_NEGATIVE = ("activity", "k_d", "tau_probe")
+
+
+def load_model(model_or_path):
+    """A ready ei_keras model: pass a loaded model through, or load a ``.keras`` file.
+
+    Files are loaded in Keras safe mode (no arbitrary code) and without the optimizer.
+    """
+    if isinstance(model_or_path, keras.Model):
+        return model_or_path
+    path = Path(model_or_path)
+    if not path.is_file():
+        raise EiKerasError(f"no model file at {path}; give the path of a .keras file")
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+        model_info(model)
+    except Exception as error:  # a foreign or corrupt file: say so in one line
+        raise EiKerasError(f"{path} is not a readable ei_keras model ({error})") from None
+    return model
+
+
+def trained_prefix_length(model) -> float:
+    """The longest reading time the model was trained on (its time scale), in seconds."""
+    return float(model_info(model)["time_scale"])
+
+
+def summarize_gaussian(loc, scale, transform) -> dict:
+    """Median, mean, std and central intervals in physical units of a Gaussian in
+    transformed units (log10 for activity); each value an array shaped like ``loc``."""
+    loc, scale = np.asarray(loc, dtype=float), np.asarray(scale, dtype=float)
+    summary = {"median": inverse_transform(transform, loc)}
+    if transform == "log10":
+        mu, sigma = loc * np.log(10.0), scale * np.log(10.0)
+        summary["mean"] = np.exp(mu + 0.5 * sigma**2)
+        summary["std"] = summary["mean"] * np.sqrt(np.expm1(sigma**2))
+    else:
+        summary["mean"], summary["std"] = loc.copy(), scale.copy()
+    for level in INTERVALS:
+        z = ndtri(0.5 + level / 200.0)
+        summary[f"lo{level}"] = inverse_transform(transform, loc - z * scale)
+        summary[f"hi{level}"] = inverse_transform(transform, loc + z * scale)
+    return summary
+
+
+def _batch_inputs(t, pH, known):
+    """Validate one trace or a batch; return float32 arrays (n, m), (n, m), (n, 5)."""
+    pH = np.asarray(pH, dtype=float)
+    t = np.asarray(t, dtype=float)
+    if pH.ndim == 1:
+        pH = pH[None, :]
+    if pH.ndim != 2:
+        raise EiKerasError(f"pH must be (m,) or (n, m); got shape {pH.shape}")
+    t = np.broadcast_to(t, pH.shape) if t.ndim == 1 and t.shape[0] == pH.shape[1] else t
+    if t.shape != pH.shape:
+        raise EiKerasError(f"t must be (m,) or (n, m) matching pH {pH.shape}; got {t.shape}")
+    for row in range(pH.shape[0]):
+        try:
+            validate_trace(t[row], pH[row])
+        except EiKerasError as error:
+            raise EiKerasError(f"trace {row}: {error}") from None
+    if not hasattr(known, "keys"):
+        raise EiKerasError(f"known must be a mapping with keys {list(KNOWN_NAMES)}")
+    columns = []
+    for name in KNOWN_NAMES:
+        if name not in known:
+            raise EiKerasError(f"known inputs: missing {name!r}; expected {list(KNOWN_NAMES)}")
+        value = np.asarray(known[name], dtype=float)
+        if value.ndim > 1 or (value.ndim == 1 and value.size != pH.shape[0]):
+            raise EiKerasError(
+                f"known {name!r} must be a scalar or have one value per trace "
+                f"({pH.shape[0]}); got shape {value.shape}")
+        if not np.all(np.isfinite(value)):
+            raise EiKerasError(f"known {name!r} is NaN or infinite")
+        columns.append(np.broadcast_to(value, (pH.shape[0],)))
+    return (t.astype(np.float32), pH.astype(np.float32),
+            np.stack(columns, axis=1).astype(np.float32))
+
+
+def _run(model_or_path, t, pH, known):
+    """Validate, check the prefix fits the model, run it once; decoded outputs and inputs."""
+    model = load_model(model_or_path)
+    t, pH, known_values = _batch_inputs(t, pH, known)
+    longest = trained_prefix_length(model)
+    if t[:, -1].max() > longest * 1.01:
+        raise EiKerasError(
+            f"the trace runs to {t[:, -1].max():g} s but the model was trained on prefixes of "
+            f"{longest:g} s; pass only the first {longest:g} s or use a model for longer prefixes")
+    outputs = model({"pH": pH, "t": t, "known": known_values}, training=False)
+    return decode_predictions(model, outputs), outputs, known_values
+
+
+def infer(model_or_path, t, pH, known) -> dict:
+    """Posterior of the latent parameters from raw readings.
+
+    Parameters
+    ----------
+    model_or_path : keras.Model or path of a ``.keras`` file
+    t : array_like
+        Reading times in seconds, (m,) shared or (n, m).
+    pH : array_like
+        Measured pH readings, (m,) for one trace or (n, m).
+    known : mapping
+        The five known inputs (``initial_pH`` as measured), scalars or (n,) arrays.
+
+    Returns
+    -------
+    dict
+        Per latent parameter name a dict of (n,) arrays in physical units: ``median,
+        mean, std, lo50, hi50, lo90, hi90, lo95, hi95``; and ``attention`` (n, m), the
+        weights the model put on each reading (rows sum to 1).
+    """
+    decoded, outputs, _ = _run(model_or_path, t, pH, known)
+    result = {name: summarize_gaussian(d["loc"], d["scale"], d["transform"])
+              for name, d in decoded.items()}
+    result["attention"] = keras.ops.convert_to_numpy(outputs["attention"]).astype(float)
+    return result
+
+
+def draw_latents(decoded, n_draws, rng) -> list:
+    """Per trace, a dict of (n_draws,) latent-parameter draws in physical units."""
+    n = len(next(iter(decoded.values()))["loc"])
+    draws = []
+    for row in range(n):
+        z = rng.standard_normal((n_draws, len(decoded)))
+        trace = {}
+        for j, (name, d) in enumerate(decoded.items()):
+            values = inverse_transform(d["transform"], d["loc"][row] + z[:, j] * d["scale"][row])
+            trace[name] = np.maximum(values, 0.0) if name in NON_NEGATIVE else values
+        draws.append(trace)
+    return draws
+
+
+def forecast_from_draws(known, draws, t, *, threshold=8.5, options=None) -> dict:
+    """Fan chart and time-to-threshold of the measured pH over parameter ``draws``.
+
+    ``known`` holds the five known inputs (scalars) of one trace; ``draws`` maps latent
+    names to (d,) arrays (missing nuisance parameters are 0). The forecast is of what the
+    probe will read (lag and offset included, no noise). The time to reach ``threshold`` is
+    ``inf`` in draws that never reach it within ``t``.
+    """
+    known = validate_known(known)
+    t = np.asarray(t, dtype=float)
+    readings = predict_readings(t, known, draws, options=options)
+    reach = time_to_threshold(t, readings, threshold)
+    reached = np.isfinite(reach)
+    quantile = dict(method="inverted_cdf")  # exact order statistics, inf-safe
+    return {
+        "t": t,
+        "median": np.median(readings, axis=0),
+        "lo": np.percentile(readings, 5, axis=0),
+        "hi": np.percentile(readings, 95, axis=0),
+        "threshold": float(threshold),
+        "time_to_threshold": {
+            "draws": reach,
+            "p_reached": float(np.mean(reached)),
+            "median": float(np.percentile(reach, 50, **quantile)),
+            "lo": float(np.percentile(reach, 5, **quantile)),
+            "hi": float(np.percentile(reach, 95, **quantile)),
+        },
+    }
+
+
+def time_to_threshold(t, readings, threshold):
+    """First time each row of ``readings`` (d, T) reaches ``threshold`` (linear between
+    samples; 0 if it starts there; inf if never)."""
+    above = readings >= threshold
+    first = np.argmax(above, axis=1)
+    reached = above.any(axis=1)
+    rows = np.arange(readings.shape[0])
+    previous = np.maximum(first - 1, 0)
+    y0, y1 = readings[rows, previous], readings[rows, first]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fraction = np.where(y1 > y0, (threshold - y0) / (y1 - y0), 0.0)
+    crossing = t[previous] + np.clip(fraction, 0.0, 1.0) * (t[first] - t[previous])
+    crossing = np.where(first == 0, t[0], crossing)
+    return np.where(reached, crossing, np.inf)
+
+
+def forecast(model_or_path, t, pH, known, *, t_max=2000.0, n_times=1001, threshold=8.5,
+             n_draws=200, seed=0, options=None) -> list:
+    """Forecast each trace to ``t_max``: draws from the posterior through the simulator.
+
+    Returns one :func:`forecast_from_draws` dict per trace (median and 5–95 % band of the
+    measured pH on ``linspace(0, t_max, n_times)``, and the distribution of the time to
+    reach ``threshold``), computed with a ``numpy.random.default_rng(seed)``.
+    """
+    decoded, _, known_rows = _run(model_or_path, t, pH, known)
+    draws = draw_latents(decoded, n_draws, np.random.default_rng(seed))
+    grid = np.linspace(0.0, float(t_max), int(n_times))
+    return [forecast_from_draws(dict(zip(KNOWN_NAMES, known_rows[row].astype(float))),
+                                trace, grid, threshold=threshold, options=options)
+            for row, trace in enumerate(draws)]
