@@ -15,6 +15,12 @@ from ei_keras.data import generate_dataset, load_prefix, load_trajectories  # no
 from ei_keras.simulation.measurement import get_adaptive_prefix_n_points  # noqa: E402
 from ei_keras import callbacks, layers, losses  # noqa: E402
 from ei_keras.models import build_model  # noqa: E402
+from ei_keras.inference import (  # noqa: E402
+    default_model_path,
+    fit_least_squares,
+    forecast,
+    infer,
+)
 
 __version__ = "0.1.0"
 
@@ -29,5 +35,9 @@ __all__ = [
     "layers",
     "losses",
     "build_model",
+    "default_model_path",
+    "fit_least_squares",
+    "forecast",
+    "infer",
     "__version__",
 ]

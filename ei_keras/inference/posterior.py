@@ -106,7 +106,8 @@ def _run(model_or_path, t, pH, known):
         raise EiKerasError(
             f"the trace runs to {t[:, -1].max():g} s but the model was trained on prefixes of "
             f"{longest:g} s; pass only the first {longest:g} s or use a model for longer prefixes")
-    outputs = model({"pH": pH, "t": t, "known": known_values}, training=False)
+    # predict_on_batch: no autograd bookkeeping and none of predict()'s per-call set-up.
+    outputs = model.predict_on_batch({"pH": pH, "t": t, "known": known_values})
     return decode_predictions(model, outputs), outputs, known_values
 
 
@@ -133,7 +134,7 @@ def infer(model_or_path, t, pH, known) -> dict:
     decoded, outputs, _ = _run(model_or_path, t, pH, known)
     result = {name: summarize_gaussian(d["loc"], d["scale"], d["transform"])
               for name, d in decoded.items()}
-    result["attention"] = keras.ops.convert_to_numpy(outputs["attention"]).astype(float)
+    result["attention"] = np.asarray(outputs["attention"], dtype=float)
     return result
 
 
