@@ -16,7 +16,7 @@ from ei_keras.simulation.simulator import simulate
 # nodes per factor of ten, its spacing capped at MAX_NODE_SPACING_S.
 FIRST_NODE_S = 1e-4
 NODES_PER_DECADE = 100
-MAX_NODE_SPACING_S = 2.0
+MAX_NODE_SPACING_S = 10.0
 
 
 def get_adaptive_prefix_n_points(prefix_length, base_n, target_dt):
