@@ -18,7 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def start_cli(*args, cwd):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    python_path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": python_path}
     return subprocess.Popen([sys.executable, "-m", "ei_keras.cli", *map(str, args)], cwd=cwd,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -2,6 +2,7 @@
 and no partial file at the target path when generation is interrupted."""
 
 import json
+import threading
 
 import h5py
 import numpy as np
@@ -138,6 +139,20 @@ def test_same_seed_same_arrays_for_any_worker_count(tmp_path, monkeypatch):
     assert not np.array_equal(other_seed["latent"], runs[0]["latent"])
     # Each chunk has its own stream: no two chunks repeat the same draws.
     assert len(np.unique(runs[0]["latent"][:, 0])) == 50
+
+
+def test_generation_off_the_main_thread_gives_the_same_arrays(tmp_path, monkeypatch):
+    monkeypatch.setattr(generate_module, "_CHUNK_SIZE", 16)
+    config = {**SMALL, "n_samples": 50}
+    main_thread = all_arrays(generate_dataset(config, tmp_path / "a.h5", workers=2,
+                                              progress=False))
+    worker = threading.Thread(target=generate_dataset, args=(config, tmp_path / "b.h5"),
+                              kwargs={"workers": 2, "progress": False})
+    worker.start()
+    worker.join()
+    other_thread = all_arrays(tmp_path / "b.h5")
+    for name in main_thread:
+        np.testing.assert_array_equal(other_thread[name], main_thread[name], err_msg=name)
 
 
 def test_load_prefix_returns_float32_arrays_for_one_length(noisy_path):

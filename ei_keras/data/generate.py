@@ -121,7 +121,8 @@ def _chunk_tasks(config):
     n = config["n_samples"]
     starts = range(0, n, _CHUNK_SIZE)
     seeds = np.random.SeedSequence(config["seed"]).spawn(len(starts))
-    return [(config, start, min(start + _CHUNK_SIZE, n), seed) for start, seed in zip(starts, seeds)]
+    return [(config, start, min(start + _CHUNK_SIZE, n), seed)
+            for start, seed in zip(starts, seeds)]
 
 
 def _init_worker():
@@ -132,8 +133,13 @@ def _init_worker():
 
 @contextlib.contextmanager
 def _chunk_results(tasks, workers):
-    """Iterator over chunk results, computed in ``workers`` processes (1: in this one)."""
-    if workers == 1 or len(tasks) == 1:
+    """Iterator over chunk results, computed in ``workers`` forked processes.
+
+    Off the main thread (e.g. a web server's thread) forking is unsafe, so there, as for a
+    single worker or chunk, the chunks run in this process.
+    """
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if workers == 1 or len(tasks) == 1 or not in_main_thread:
         yield map(_simulate_chunk, tasks)
         return
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
@@ -181,7 +187,8 @@ def generate_dataset(config, path, *, workers=None, progress=True):
     path : str or os.PathLike
         Output file; parent directories are created.
     workers : int, optional
-        Worker processes (default: the usable CPU cores). The arrays do not depend on it.
+        Worker processes (default: the usable CPU cores), used when called from the main
+        thread. The arrays do not depend on it.
     progress : bool
         Show a progress bar on stderr.
 
