@@ -13,6 +13,7 @@ import math
 from ei_keras.errors import EiKerasError
 from ei_keras.simulation import LATENT_NAMES
 from ei_keras.simulation.priors import DEFAULT_PARAM_RANGES
+from ei_keras.simulation.simulator import CONDITION_LIMITS
 
 DEFAULT_DATASET_CONFIG = {
     "n_samples": 2000,
@@ -35,15 +36,11 @@ DEFAULT_DATASET_CONFIG = {
 
 # Always inferred; the nuisance parameters may be added.
 REQUIRED_TARGETS = ("activity", "k_d")
-# Physical domain of each parameter range: (lowest, highest, low end must be > lowest).
+# Domain of each parameter range: (lowest, highest, low end must be > lowest). The
+# simulator's own limits, with activity > 0 (it is drawn log-uniformly); initial_pH is
+# the measured value, and true pH0 = measured - offset is checked separately.
 _PARAM_DOMAINS = {
-    "substrate_mM": (0.0, math.inf, True),
-    "grams_urease_powder": (0.0, math.inf, True),
-    "volume_L": (0.0, math.inf, True),
-    "temperature_C": (0.0, 100.0, False),
-    "initial_pH": (2.0, 12.0, False),
-    "activity": (0.0, math.inf, True),
-    "k_d": (0.0, math.inf, False),
+    **{name: (low, high, name == "activity") for name, (low, high) in CONDITION_LIMITS.items()},
     "tau_probe": (0.0, math.inf, False),
     "pH_offset": (-2.0, 2.0, False),
 }
@@ -126,6 +123,17 @@ def _check_param_ranges(ranges):
     return checked
 
 
+def _check_true_initial_pH(ranges, use_offset):
+    """The simulator gets measured − offset: keep it within the simulator's limits."""
+    offset_low, offset_high = ranges["pH_offset"] if use_offset else (0.0, 0.0)
+    low, high = ranges["initial_pH"][0] - offset_high, ranges["initial_pH"][1] - offset_low
+    lowest, highest = CONDITION_LIMITS["initial_pH"]
+    if low < lowest or high > highest:
+        _fail("param_ranges.initial_pH", ranges["initial_pH"],
+              f"a measured range that minus pH_offset stays within [{lowest:g}, {highest:g}] "
+              f"(true pH0 would span [{low:g}, {high:g}])")
+
+
 def _check_infer_params(value, measurement_model):
     field = "infer_params"
     allowed = f"a list with {', '.join(REQUIRED_TARGETS)} and optionally tau_probe, pH_offset"
@@ -184,6 +192,7 @@ def resolve_dataset_config(config=None):
     _boolean(merged["use_adaptive_n_points"], "use_adaptive_n_points")
     merged["target_dt"] = _positive(merged["target_dt"], "target_dt")
     merged["param_ranges"] = _check_param_ranges(merged["param_ranges"])
+    _check_true_initial_pH(merged["param_ranges"], model["use_offset"])
     merged["infer_params"] = _check_infer_params(merged["infer_params"], model)
     return merged
 

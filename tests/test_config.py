@@ -90,6 +90,10 @@ def test_unknown_keys_are_rejected_at_any_level(partial, field):
     ({"param_ranges": {"volume_L": [1, 0.5]}}, "param_ranges.volume_L", "[1, 0.5]", "<= high"),
     ({"param_ranges": {"k_d": [-1e-3, 0]}}, "param_ranges.k_d", "[-0.001, 0]", "0.0 <= low"),
     ({"param_ranges": {"initial_pH": [6]}}, "param_ranges.initial_pH", "[6]", "[low, high]"),
+    ({"param_ranges": {"volume_L": [0.1, 2000]}}, "param_ranges.volume_L", "[0.1, 2000]",
+     "high <= 1000"),
+    ({"param_ranges": {"initial_pH": [1.0, 7]}}, "param_ranges.initial_pH", "[1.0, 7]",
+     "minus pH_offset stays within [1, 13]"),
     ({"measurement_model": {"noise_std": -0.01}}, "measurement_model.noise_std", "-0.01",
      ">= 0"),
     ({"measurement_model": {"add_noise": 1}}, "measurement_model.add_noise", "1",
@@ -114,6 +118,12 @@ def test_switched_off_nuisance_cannot_be_inferred(switch, name):
         resolve_dataset_config(partial)
     partial["measurement_model"][switch] = True
     assert name in resolve_dataset_config(partial)["infer_params"]
+
+
+def test_true_initial_pH_range_needs_the_offset_only_when_it_is_on():
+    partial = {"param_ranges": {"initial_pH": [1.0, 7.0]},
+               "measurement_model": {"use_offset": False}}
+    assert resolve_dataset_config(partial)["param_ranges"]["initial_pH"] == [1.0, 7.0]
 
 
 def test_config_file_is_loaded_and_merged(tmp_path):
