@@ -92,7 +92,7 @@ def test_unknown_keys_are_rejected_at_any_level(partial, field):
     ({"param_ranges": {"initial_pH": [6]}}, "param_ranges.initial_pH", "[6]", "[low, high]"),
     ({"param_ranges": {"volume_L": [0.1, 2000]}}, "param_ranges.volume_L", "[0.1, 2000]",
      "high <= 1000"),
-    ({"param_ranges": {"initial_pH": [1.0, 7]}}, "param_ranges.initial_pH", "[1.0, 7]",
+    ({"param_ranges": {"initial_pH": [1.0, 7]}}, "param_ranges.initial_pH", "[1.0, 7.0]",
      "minus pH_offset stays within [1, 13]"),
     ({"measurement_model": {"noise_std": -0.01}}, "measurement_model.noise_std", "-0.01",
      ">= 0"),
