@@ -1,0 +1,225 @@
+"""Analyse page: a model + a trace → attention, posterior, forecast; recovery on a dataset."""
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import figures, services
+from ei_keras.errors import EiKerasError
+
+UPLOAD = "Upload a .keras file…"
+FROM_DATASET, SIMULATE, FROM_CSV = "From a dataset", "Simulate a run", "Upload a CSV"
+
+st.title("Analyse")
+st.caption("Pick a model and a pH trace: see where the network looked (attention), what it "
+           "infers with its uncertainty, and where the run is heading.")
+
+# --------------------------------------------------------------------------------------
+# Model
+# --------------------------------------------------------------------------------------
+st.header("Model")
+models = services.available_models()
+if not models:
+    st.info(
+        "**No trained model yet.** To get one, either\n"
+        "- **train one** on the Train page: pick the demo dataset and press *Start training* "
+        "(a few epochs take a minute or two; more epochs give a better model), or\n"
+        "- **use the shipped default model**: it appears here automatically once this "
+        "ei_keras installation includes it, or\n"
+        "- **upload** a `.keras` file made by `ei-keras train` (choose *Upload* below).",
+        icon=":material/info:")
+    st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
+labels = [m["label"] for m in models] + [UPLOAD]
+choice = st.selectbox("Model", labels, key="analyse_model")
+if choice == UPLOAD:
+    uploaded = st.file_uploader(
+        f"A .keras model (at most {services.MAX_UPLOAD_MB} MB). It is loaded in Keras safe "
+        "mode: no code from the file is run.", type=["keras"], key="analyse_model_upload")
+    if uploaded is None:
+        st.stop()
+    try:
+        model_path = services.save_upload(uploaded.getvalue(), uploaded.name)
+    except EiKerasError as error:
+        st.error(str(error), icon=":material/error:")
+        st.stop()
+else:
+    model_path = next(m["path"] for m in models if m["label"] == choice)
+
+try:
+    with st.spinner("Loading the model…"):
+        model = services.get_model(model_path)
+        info = services.describe_model(model)
+except EiKerasError as error:
+    st.error(f"Cannot use this model: {error}", icon=":material/error:")
+    st.stop()
+prefix_length = info["prefix_length"]
+st.caption(f"Reads the first **{prefix_length:g} s** of a run; infers "
+           f"**{', '.join(info['target_names'])}**; {info['n_params']:,} weights.")
+
+# --------------------------------------------------------------------------------------
+# Trace
+# --------------------------------------------------------------------------------------
+st.header("Trace")
+source = st.segmented_control("Where the trace comes from", [FROM_DATASET, SIMULATE, FROM_CSV],
+                              default=FROM_DATASET, key="analyse_source") or FROM_DATASET
+midpoints = services.prior_midpoints()
+
+
+def known_inputs(prefix):
+    """The five known conditions of the run, as number inputs."""
+    values = {}
+    columns = st.columns(5)
+    for column, name in zip(columns, services.KNOWN_NAMES):
+        values[name] = column.number_input(services.label(name), value=float(midpoints[name]),
+                                           format="%g", step=None, key=f"{prefix}_{name}")
+    return values
+
+
+trace, dataset = None, None
+try:
+    if source == FROM_DATASET:
+        usable = [d for d in services.list_datasets()
+                  if not d["error"] and services.compatible_prefixes(d, prefix_length)]
+        if not usable:
+            st.warning(f"No dataset has a prefix of at most {prefix_length:g} s. Generate one "
+                       "on the Data page, or simulate a run here.")
+            st.stop()
+        columns = st.columns(3)
+        name = columns[0].selectbox("Dataset", [d["name"] for d in usable], key="analyse_dataset")
+        dataset = next(d for d in usable if d["name"] == name)
+        lengths = services.compatible_prefixes(dataset, prefix_length)
+        data_prefix = columns[1].selectbox("Prefix", lengths, key="analyse_prefix",
+                                           format_func=lambda v: f"{v:g} s")
+        index = columns[2].number_input(f"Case (0–{dataset['n_samples'] - 1})", min_value=0,
+                                        max_value=dataset["n_samples"] - 1, value=0, step=1,
+                                        key="analyse_case")
+        trace = services.dataset_trace(dataset["path"], data_prefix, int(index))
+    elif source == SIMULATE:
+        st.caption(f"A run simulated with these conditions, read for {prefix_length:g} s "
+                   "through the probe model.")
+        known = known_inputs("analyse_sim")
+        columns = st.columns(6)
+        latent = {}
+        for column, name in zip(columns, services.LATENT_NAMES):
+            latent[name] = column.number_input(services.label(name),
+                                               value=float(midpoints[name]), format="%g",
+                                               step=None, key=f"analyse_sim_{name}")
+        noise = columns[4].number_input("Noise σ [pH]", value=0.01, format="%g", step=None,
+                                        key="analyse_sim_noise")
+        seed = columns[5].number_input("Seed", value=0, step=1, key="analyse_sim_seed")
+        trace = services.simulated_trace(known, latent, prefix_length, noise_std=noise,
+                                         seed=int(seed))
+    else:
+        columns = st.columns([3, 1])
+        upload = columns[0].file_uploader(
+            "A CSV with a header row and columns for time and pH (e.g. `time,pH`)",
+            type=["csv", "txt"], key="analyse_csv")
+        minutes = columns[1].toggle("Time in minutes", key="analyse_csv_minutes")
+        st.caption("The known conditions of this run:")
+        known = known_inputs("analyse_csv")
+        if upload is None:
+            st.info("Upload a CSV file to analyse a real probe trace.")
+            st.stop()
+        t, pH = services.read_csv_trace(upload.getvalue(), upload.name, minutes=minutes)
+        trace = services.csv_trace(t, pH, known, prefix_length, upload.name)
+        if trace.get("note"):
+            st.info(trace["note"])
+except EiKerasError as error:
+    st.error(str(error), icon=":material/error:")
+    st.stop()
+
+# --------------------------------------------------------------------------------------
+# Attention and posterior
+# --------------------------------------------------------------------------------------
+try:
+    with st.spinner("Inferring…"):
+        result = services.analyse_trace(model, trace)
+except EiKerasError as error:
+    st.error(f"Cannot analyse this trace: {error}", icon=":material/error:")
+    st.stop()
+
+st.header("What the network sees and infers")
+left, right = st.columns(2)
+with left.container(key="analyse_attention"):
+    st.plotly_chart(figures.attention_figure(trace["t"], trace["pH"], result["attention"]),
+                    key="analyse_attention_chart")
+with right.container(key="analyse_posterior"):
+    st.plotly_chart(figures.posterior_figure(result["posterior"], trace.get("truth")),
+                    key="analyse_posterior_chart")
+rows = []
+for name, stats in result["posterior"].items():
+    row = {"parameter": services.label(name), "median": stats["median"], "mean": stats["mean"],
+           "σ": stats["std"], "50 % interval": f"{stats['lo50']:.4g} – {stats['hi50']:.4g}",
+           "90 % interval": f"{stats['lo90']:.4g} – {stats['hi90']:.4g}",
+           "95 % interval": f"{stats['lo95']:.4g} – {stats['hi95']:.4g}"}
+    if trace.get("truth"):
+        row["truth"] = trace["truth"].get(name)
+    rows.append(row)
+st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="analyse_table",
+             column_config={key: st.column_config.NumberColumn(format="%.4g")
+                            for key in ("median", "mean", "σ", "truth")})
+
+# --------------------------------------------------------------------------------------
+# Forecast
+# --------------------------------------------------------------------------------------
+st.header("Forecast")
+columns = st.columns(3)
+threshold = columns[0].number_input("Threshold pH", value=8.5, step=0.1, format="%.2f",
+                                    key="analyse_threshold")
+t_max = columns[1].number_input("Forecast until [s]", value=2000.0, step=100.0,
+                                key="analyse_t_max")
+n_draws = columns[2].number_input("Posterior draws", value=200, min_value=10, max_value=2000,
+                                  step=50, key="analyse_draws")
+try:
+    if not t_max > trace["t"][-1]:
+        raise EiKerasError(f"forecast until must be later than the trace's end "
+                           f"({trace['t'][-1]:g} s)")
+    with st.spinner(f"Simulating {int(n_draws)} posterior draws to {t_max:g} s…"):
+        fc = services.forecast_trace(model, trace, threshold=threshold, t_max=t_max,
+                                     n_draws=int(n_draws))
+    ttt = fc["time_to_threshold"]
+    with st.container(key="analyse_forecast"):
+        if ttt["p_reached"] == 0:
+            st.markdown(f"**pH {threshold:g} is not reached before {t_max:g} s** in any "
+                        "posterior draw.")
+        else:
+            high = f"{ttt['hi']:.0f} s" if ttt["hi"] != float("inf") else f"after {t_max:g} s"
+            median = (f"{ttt['median']:.0f} s" if ttt["median"] != float("inf")
+                      else f"after {t_max:g} s")
+            st.markdown(f"**Time to pH {threshold:g}:** median {median} (90 % band "
+                        f"{ttt['lo']:.0f} s – {high}); reached before {t_max:g} s in "
+                        f"{100 * ttt['p_reached']:.0f} % of the posterior draws.")
+        if fc["clipped"]:
+            st.caption(f"{fc['clipped']} posterior draws lay outside the simulator's physical "
+                       "limits and were clipped to them: the posterior is very wide (train "
+                       "longer).")
+        st.plotly_chart(figures.forecast_figure(fc, trace), key="analyse_forecast_chart")
+except EiKerasError as error:
+    st.error(f"Cannot forecast: {error}", icon=":material/error:")
+
+# --------------------------------------------------------------------------------------
+# Recovery and calibration on a dataset
+# --------------------------------------------------------------------------------------
+if dataset is not None:
+    st.header(f"Uncertainty on {dataset['name']}")
+    st.caption("Every case of the dataset (up to the number chosen) through the model: do the "
+               "estimates recover the truth, and do the intervals contain it as often as they "
+               "claim? For an honest test, use a dataset generated with a different seed than "
+               "the training data.")
+    n_cases = st.slider("Cases", min_value=min(20, dataset["n_samples"]),
+                        max_value=min(2000, dataset["n_samples"]),
+                        value=min(300, dataset["n_samples"]), step=10, key="analyse_n_cases")
+    try:
+        with st.spinner(f"Running the model on {n_cases} cases…"):
+            evaluation = services.evaluation(model_path, dataset["path"], data_prefix, n_cases)
+        names = info["target_names"]
+        with st.container(key="analyse_uncertainty"):
+            left, right = st.columns(2)
+            left.plotly_chart(figures.recovery_figure(evaluation, names),
+                              key="analyse_recovery_chart")
+            right.plotly_chart(figures.calibration_figure(evaluation, names),
+                               key="analyse_calibration_chart")
+            st.caption("Observed coverage of the 90 % intervals: " + ", ".join(
+                f"{services.label(n)} {100 * services.coverage_at(evaluation[n], 90):.0f} %"
+                for n in names) + f" (over {evaluation['n']} cases).")
+    except EiKerasError as error:
+        st.error(f"Cannot evaluate on this dataset: {error}", icon=":material/error:")

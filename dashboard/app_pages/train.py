@@ -1,0 +1,170 @@
+"""Train page: launch training runs in the background, watch them live, stop them."""
+
+import time
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import figures, services
+from ei_keras.errors import EiKerasError
+
+STATE_ICONS = {services.RUNNING: ":material/autorenew:", services.FINISHED: ":material/check:",
+               services.STOPPED: ":material/stop_circle:", services.CRASHED: ":material/error:"}
+
+st.title("Train")
+st.caption("Each run trains in its own background process and directory: leaving the page "
+           "or closing the tab does not stop it, and several runs can go at once.")
+
+# --------------------------------------------------------------------------------------
+# New run
+# --------------------------------------------------------------------------------------
+st.header("Start a run")
+datasets = [d for d in services.list_datasets() if not d["error"]]
+if not datasets:
+    st.info("No dataset yet: generate one on the Data page first.")
+    st.page_link("app_pages/data.py", label="Go to Data", icon=":material/science:")
+    st.stop()
+
+col1, col2 = st.columns(2)
+with col1:
+    names = [d["name"] for d in datasets]
+    dataset_name = st.selectbox("Dataset", names, key="train_dataset",
+                                format_func=lambda n: f"{n} ({next(d for d in datasets if d['name'] == n)['n_samples']} samples)")
+    dataset = next(d for d in datasets if d["name"] == dataset_name)
+    lengths = dataset["prefix_lengths"]
+    prefix_length = st.selectbox("Prefix length [s]", lengths, key="train_prefix",
+                                 index=lengths.index(30.0) if 30.0 in lengths else 0,
+                                 format_func=lambda v: f"{v:g} s")
+with col2:
+    preset = st.radio("Preset", services.presets(), key="train_preset", horizontal=True,
+                      index=services.presets().index("improved")
+                      if "improved" in services.presets() else 0,
+                      captions=None)
+    st.caption("**improved**: compact network, weighted (attention) pooling, AdamW, warmup and "
+               "plateau cuts. **baseline**: the old recipe (full-size network, average "
+               "pooling, no warmup).")
+
+defaults = services.preset_defaults(preset)
+values = {}
+with st.expander("Hyperparameters (preset values; change any)", expanded=False):
+    columns = st.columns(3)
+    for i, (field, (kind, text, help_text)) in enumerate(services.TRAIN_FIELDS.items()):
+        with columns[i % 3]:
+            key = f"train_{preset}_{field}"
+            if kind == "int":
+                values[field] = int(st.number_input(text, value=int(defaults[field]), step=1,
+                                                    key=key, help=help_text))
+            else:
+                values[field] = float(st.number_input(text, value=float(defaults[field]),
+                                                      format="%g", step=None, key=key,
+                                                      help=help_text))
+    columns = st.columns(3)
+    values["architecture"] = columns[0].selectbox(
+        "Architecture", services.architectures(), key=f"train_{preset}_architecture",
+        index=services.architectures().index(defaults["architecture"]))
+    values["pooling"] = columns[1].selectbox(
+        "Pooling", ["weighted", "average"], key=f"train_{preset}_pooling",
+        index=["weighted", "average"].index(defaults["pooling"]))
+
+overrides = services.training_overrides(preset, values)
+problem = services.training_error(preset, overrides)
+if problem:
+    st.error(problem, icon=":material/error:")
+
+if st.button("Start training", type="primary", disabled=bool(problem), key="train_start"):
+    try:
+        run_dir = services.start_training(dataset["path"], prefix_length, preset, overrides)
+        st.session_state["train_selected"] = run_dir.name
+        st.toast(f"Started run {run_dir.name}", icon=":material/rocket_launch:")
+    except EiKerasError as error:
+        st.error(str(error), icon=":material/error:")
+
+# --------------------------------------------------------------------------------------
+# Runs
+# --------------------------------------------------------------------------------------
+st.header("Runs")
+runs = services.list_runs()
+if not runs:
+    st.info("No runs yet. Pick a dataset above and press Start training; on the demo dataset "
+            "a few epochs take about a minute.")
+    st.stop()
+
+
+def run_rows(runs):
+    rows = []
+    for run in runs:
+        progress = f"{run['epoch']}/{run['epochs']}" if run["epochs"] else str(run["epoch"])
+        rows.append({"run": run["id"], "status": run["state"], "dataset": run["dataset"],
+                     "prefix [s]": run["prefix_length"], "preset": run["preset"],
+                     "epochs": progress,
+                     "best val_loss": (round(run["best_val_loss"], 4)
+                                       if run["best_val_loss"] is not None else None)})
+    return pd.DataFrame(rows)
+
+
+@st.fragment(run_every=2.0 if any(r["state"] == services.RUNNING for r in runs) else None)
+def runs_table():
+    current = services.list_runs()
+    st.dataframe(run_rows(current), hide_index=True, width="stretch", key="train_runs_table")
+    previous = st.session_state.get("train_running_ids", set())
+    now_running = {r["id"] for r in current if r["state"] == services.RUNNING}
+    st.session_state["train_running_ids"] = now_running
+    if previous - now_running:  # a run ended: refresh the whole page (models, polling)
+        st.rerun()
+
+
+runs_table()
+
+ids = [run["id"] for run in runs]
+selected = st.session_state.get("train_selected")
+selected_id = st.selectbox("Run", ids, index=ids.index(selected) if selected in ids else 0,
+                           key="train_view")
+st.session_state["train_selected"] = selected_id
+run_dir = next(run["dir"] for run in runs if run["id"] == selected_id)
+is_running = next(run["state"] for run in runs if run["id"] == selected_id) == services.RUNNING
+
+
+@st.fragment(run_every=1.5 if is_running else None)
+def run_panel():
+    run = services.run_info(run_dir)
+    state = run["state"]
+    head = st.columns([4, 1])
+    head[0].markdown(f"#### {STATE_ICONS.get(state, '')} {run['id']} — **{state}**")
+    if state == services.RUNNING:
+        if head[1].button("Stop", key=f"train_stop_{run['id']}", type="secondary",
+                          disabled=run["stop_requested"],
+                          help="Ends after the current batch; the best model is kept."):
+            services.request_stop(run_dir)
+            st.rerun(scope="fragment")
+    epochs = run["epochs"] or 0
+    if epochs:
+        fraction = min(1.0, run["epoch"] / epochs)
+        text = f"epoch {run['epoch']} of {epochs}"
+        if state == services.RUNNING and run["steps"] and run["batch"]:
+            text += f" (batch {run['batch']}/{run['steps']} of the next epoch)"
+        st.progress(fraction, text=text)
+    if run["detail"]:
+        st.caption(run["detail"])
+    if state == services.CRASHED:
+        st.error(f"This run crashed: {run['message']}", icon=":material/error:")
+        if run.get("log_tail"):
+            with st.expander("Last lines of the run's log"):
+                st.code(run["log_tail"], language=None)
+    elif state == services.STOPPED:
+        st.info("Stopped on request. The best model so far is kept and can be analysed.")
+    elif state == services.FINISHED:
+        st.success(f"Finished. Best val_loss {run['best_val_loss']:.4g} at epoch "
+                   f"{run['best_epoch']}; analyse it on the Analyse page.",
+                   icon=":material/check_circle:")
+    if run["history"]:
+        st.plotly_chart(figures.training_figure(run["history"], run["warmup_epochs"],
+                                                run["best_epoch"]), key="train_curves")
+    elif state == services.RUNNING:
+        st.caption("Curves appear after the first epoch.")
+    if state == services.RUNNING:
+        st.caption(f"Updated {time.strftime('%H:%M:%S')}")
+    elif is_running:  # it ended while we watched: refresh the page (list, Analyse models)
+        st.rerun()
+
+
+run_panel()

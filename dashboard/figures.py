@@ -1,0 +1,215 @@
+"""Plotly figure builders for the dashboard (no Streamlit here; plain data in, figure out)."""
+
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+COLORS = qualitative.Plotly
+BAND = "rgba(31,119,180,0.22)"
+TRUTH = "#d62728"
+NAMES = {"activity": "activity", "k_d": "k_d [1/s]", "tau_probe": "tau_probe [s]",
+         "pH_offset": "pH offset [pH]"}
+LOG_AXES = ("activity",)
+
+
+def _layout(figure, title, height=380, **kwargs):
+    """Common layout: title top left, legend in one row under the plot."""
+    figure.update_layout(title=dict(text=title, x=0.0, xanchor="left"), height=height,
+                         margin=dict(l=60, r=20, t=70 if title else 40, b=100),
+                         legend=dict(orientation="h", yanchor="top", y=-0.2, x=0.0,
+                                     xanchor="left"), **kwargs)
+    return figure
+
+
+def preview_figure(preview, prefix_length):
+    """Full trajectories (true pH, measured readings) and one prefix of a few cases."""
+    figure = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45], subplot_titles=(
+        "Full trajectory", f"Prefix: first {prefix_length:g} s (what the network sees)"))
+    trajectory = preview["trajectory"]
+    prefix = preview["prefixes"][prefix_length]
+    for i in range(len(trajectory["pH_true"])):
+        color = COLORS[i % len(COLORS)]
+        name = f"case {i + 1}"
+        figure.add_trace(go.Scatter(x=trajectory["t"], y=trajectory["pH_measured"][i],
+                                    mode="markers", marker=dict(size=3, color=color, opacity=0.4),
+                                    name=name, legendgroup=name, showlegend=False), 1, 1)
+        figure.add_trace(go.Scatter(x=trajectory["t"], y=trajectory["pH_true"][i], mode="lines",
+                                    line=dict(color=color), name=name, legendgroup=name), 1, 1)
+        figure.add_trace(go.Scatter(x=prefix["t"], y=prefix["pH"][i], mode="lines+markers",
+                                    marker=dict(size=4, color=color), line=dict(width=1),
+                                    name=name, legendgroup=name, showlegend=False), 1, 2)
+    figure.update_xaxes(title_text="time [s]")
+    figure.update_yaxes(title_text="pH", col=1)
+    figure.update_yaxes(title_text="measured pH", col=2)
+    return _layout(figure, "Preview: lines = true pH, dots = measured readings", height=460)
+
+
+def training_figure(history, warmup_epochs=0, best_epoch=None):
+    """Loss and val_loss per epoch over the learning rate (log scale), warmup shaded."""
+    figure = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                           row_heights=[0.62, 0.38], subplot_titles=("Loss", "Learning rate"))
+    epochs = [record["epoch"] for record in history]
+    for key, color in (("loss", COLORS[0]), ("val_loss", COLORS[1])):
+        values = [record.get(key) for record in history]
+        if any(v is not None for v in values):
+            figure.add_trace(go.Scatter(x=epochs, y=values, mode="lines+markers", name=key,
+                                        line=dict(color=color)), 1, 1)
+    rates = [record.get("learning_rate") for record in history]
+    if any(v is not None for v in rates):
+        figure.add_trace(go.Scatter(x=epochs, y=rates, mode="lines+markers",
+                                    name="learning rate", line=dict(color=COLORS[2], shape="hv")),
+                         2, 1)
+        figure.update_yaxes(type="log", row=2, col=1)
+    if best_epoch:
+        best = next((r for r in history if r["epoch"] == best_epoch), None)
+        if best is not None and best.get("val_loss") is not None:
+            figure.add_trace(go.Scatter(x=[best_epoch], y=[best["val_loss"]], mode="markers",
+                                        marker=dict(symbol="star", size=14, color=TRUTH),
+                                        name="best model"), 1, 1)
+    if warmup_epochs and epochs:
+        for row in (1, 2):
+            figure.add_vrect(x0=0.5, x1=min(warmup_epochs, max(epochs)) + 0.5, fillcolor="gray",
+                             opacity=0.12, line_width=0, row=row, col=1,
+                             annotation_text="warmup" if row == 1 else None,
+                             annotation_position="top left")
+    # Keep the first (often huge) epochs from flattening the rest of the curve.
+    losses = [v for r in history for v in (r.get("loss"), r.get("val_loss"))
+              if v is not None and math.isfinite(v)]
+    if len(history) >= 4 and losses:
+        later = [v for r in history[len(history) // 4:] for v in (r.get("loss"), r.get("val_loss"))
+                 if v is not None and math.isfinite(v)]
+        low, high = min(losses), max(later)
+        pad = 0.1 * (high - low or 1.0)
+        figure.update_yaxes(range=[low - pad, high + pad], row=1, col=1)
+    figure.update_xaxes(title_text="epoch", row=2, col=1)
+    return _layout(figure, None, height=520)
+
+
+def attention_figure(t, pH, attention):
+    """The pH prefix with the network's attention weight on each reading."""
+    t, pH, attention = (np.asarray(v, dtype=float) for v in (t, pH, attention))
+    figure = make_subplots(specs=[[{"secondary_y": True}]])
+    width = float(np.median(np.diff(t))) if len(t) > 1 else 1.0
+    figure.add_trace(go.Bar(x=t, y=attention, width=width, name="attention weight",
+                            marker=dict(color="rgba(255,127,14,0.55)")), secondary_y=True)
+    figure.add_trace(go.Scatter(
+        x=t, y=pH, mode="lines+markers", name="measured pH", line=dict(color="#1f77b4", width=1),
+        marker=dict(size=7, color=attention, colorscale="Oranges",
+                    line=dict(width=0.5, color="#1f77b4"))), secondary_y=False)
+    figure.update_xaxes(title_text="time [s]")
+    figure.update_yaxes(title_text="pH", secondary_y=False)
+    figure.update_yaxes(title_text="attention weight", secondary_y=True, rangemode="tozero",
+                        showgrid=False)
+    return _layout(figure, "pH prefix and attention: where the network looked", height=440,
+                   bargap=0)
+
+
+def posterior_figure(posterior, truth=None):
+    """Per parameter: median, 50/90/95 % intervals and the true value when known."""
+    names = list(posterior)
+    figure = make_subplots(rows=len(names), cols=1, vertical_spacing=0.5 / max(len(names), 1),
+                           subplot_titles=[NAMES.get(n, n) for n in names])
+    for row, name in enumerate(names, start=1):
+        stats = posterior[name]
+        for level, width, alpha in ((95, 6, 0.25), (90, 12, 0.4), (50, 22, 0.75)):
+            figure.add_trace(go.Scatter(
+                x=[stats[f"lo{level}"], stats[f"hi{level}"]], y=[0, 0], mode="lines",
+                line=dict(width=width, color=f"rgba(31,119,180,{alpha})"),
+                name=f"{level} % interval", legendgroup=f"i{level}", showlegend=row == 1,
+                hovertemplate=f"{level} %%: %{{x:.4g}}<extra></extra>"), row, 1)
+        figure.add_trace(go.Scatter(x=[stats["median"]], y=[0], mode="markers",
+                                    marker=dict(symbol="diamond", size=14, color="#0b3d6b"),
+                                    name="median", legendgroup="median", showlegend=row == 1,
+                                    hovertemplate="median %{x:.4g}<extra></extra>"), row, 1)
+        if truth and name in truth and truth[name] is not None:
+            figure.add_trace(go.Scatter(x=[truth[name]], y=[0], mode="markers",
+                                        marker=dict(symbol="star", size=16, color=TRUTH),
+                                        name="truth", legendgroup="truth", showlegend=row == 1,
+                                        hovertemplate="truth %{x:.4g}<extra></extra>"), row, 1)
+        if name in LOG_AXES and stats["lo95"] > 0:
+            figure.update_xaxes(type="log", row=row, col=1)
+        figure.update_yaxes(visible=False, range=[-1, 1], row=row, col=1)
+    return _layout(figure, "Posterior of each parameter", height=170 + 135 * len(names))
+
+
+def forecast_figure(fc, trace):
+    """Forecast fan (5–95 %) of the measured pH, the prefix, the truth and the threshold."""
+    t = np.asarray(fc["t"], dtype=float)
+    figure = go.Figure()
+    figure.add_trace(go.Scatter(x=np.concatenate([t, t[::-1]]),
+                                y=np.concatenate([fc["hi"], np.asarray(fc["lo"])[::-1]]),
+                                fill="toself", fillcolor=BAND, line=dict(width=0),
+                                name="5–95 % band", hoverinfo="skip"))
+    figure.add_trace(go.Scatter(x=t, y=fc["median"], mode="lines", name="forecast median",
+                                line=dict(color="#1f77b4", width=2)))
+    if trace.get("trajectory"):
+        figure.add_trace(go.Scatter(x=trace["trajectory"]["t"], y=trace["trajectory"]["pH"],
+                                    mode="lines", name="what happened (simulated)",
+                                    line=dict(color="black", dash="dot", width=1.5)))
+    figure.add_trace(go.Scatter(x=trace["t"], y=trace["pH"], mode="markers",
+                                marker=dict(size=4, color="#ff7f0e"), name="prefix readings"))
+    figure.add_hline(y=fc["threshold"], line=dict(color=TRUTH, dash="dash"),
+                     annotation_text=f"threshold pH {fc['threshold']:g}",
+                     annotation_position="bottom right")
+    ttt = fc["time_to_threshold"]
+    if math.isfinite(ttt["lo"]):
+        high = ttt["hi"] if math.isfinite(ttt["hi"]) else float(t[-1])
+        figure.add_vrect(x0=ttt["lo"], x1=high, fillcolor=TRUTH, opacity=0.08, line_width=0)
+    if math.isfinite(ttt["median"]):
+        figure.add_vline(x=ttt["median"], line=dict(color=TRUTH, width=1),
+                         annotation_text=f"reached at ~{ttt['median']:.0f} s",
+                         annotation_position="top left")
+    figure.update_xaxes(title_text="time [s]")
+    figure.update_yaxes(title_text="measured pH")
+    return _layout(figure, "Forecast of the measured pH", height=460)
+
+
+def _interval_errors(median, low, high):
+    return dict(type="data", symmetric=False, array=np.maximum(high - median, 0),
+                arrayminus=np.maximum(median - low, 0), thickness=0.8, width=0)
+
+
+def recovery_figure(evaluation, names):
+    """Truth vs posterior median with 90 % intervals, per parameter."""
+    figure = make_subplots(rows=1, cols=len(names), subplot_titles=[NAMES.get(n, n)
+                                                                    for n in names])
+    for col, name in enumerate(names, start=1):
+        result = evaluation[name]
+        truth, median = np.asarray(result["truth"]), np.asarray(result["median"])
+        figure.add_trace(go.Scatter(
+            x=truth, y=median, mode="markers", name="median ± 90 % interval",
+            showlegend=col == 1, marker=dict(size=5, color="#1f77b4", opacity=0.65),
+            error_y=_interval_errors(median, np.asarray(result["lo90"]),
+                                     np.asarray(result["hi90"]))), 1, col)
+        finite = np.concatenate([truth, median])
+        finite = finite[np.isfinite(finite) & ((finite > 0) if name in LOG_AXES else True)]
+        if finite.size:
+            low, high = float(finite.min()), float(finite.max())
+            figure.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines",
+                                        name="perfect recovery", showlegend=col == 1,
+                                        line=dict(color="gray", dash="dash")), 1, col)
+        if name in LOG_AXES:
+            figure.update_xaxes(type="log", row=1, col=col)
+            figure.update_yaxes(type="log", row=1, col=col)
+        figure.update_xaxes(title_text="truth", row=1, col=col)
+        figure.update_yaxes(title_text="estimate", row=1, col=col)
+    return _layout(figure, "Recovery: estimate vs truth", height=460)
+
+
+def calibration_figure(evaluation, names):
+    """Observed vs nominal coverage of central posterior intervals."""
+    figure = go.Figure()
+    for i, name in enumerate(names):
+        curve = evaluation[name]["calibration"]
+        figure.add_trace(go.Scatter(x=curve["nominal"], y=np.asarray(curve["observed"]) * 100,
+                                    mode="lines+markers", name=NAMES.get(name, name),
+                                    line=dict(color=COLORS[i % len(COLORS)])))
+    figure.add_trace(go.Scatter(x=[0, 100], y=[0, 100], mode="lines", name="ideal",
+                                line=dict(color="gray", dash="dash")))
+    figure.update_xaxes(title_text="nominal coverage [%]", range=[0, 100])
+    figure.update_yaxes(title_text="observed coverage [%]", range=[0, 100])
+    return _layout(figure, "Calibration: how often the intervals contain the truth",
+                   height=460)

@@ -1,0 +1,992 @@
+"""Everything the dashboard pages call: workspace, cached loaders, subprocess jobs, analysis.
+
+Pages only lay out widgets; they call the functions here. Long jobs (dataset generation,
+training) run as separate ``ei-keras`` processes in their own session, so closing the tab
+or restarting the dashboard does not kill them; each job has its own directory (created
+with a unique name, never reused), so two browser sessions cannot clobber each other.
+
+Workspace (``EI_KERAS_WORKSPACE``, default ``./workspace``)::
+
+    datasets/<name>.h5          datasets (``ei-keras generate``)
+    jobs/<id>/                  one generation job: config.json, job.json, log.txt, exit_code
+    runs/<id>/                  one training run (see ``ei_keras.training``) plus
+                                job.json, train.log and exit_code written by the dashboard
+    uploads/<sha>.keras         uploaded models, by content hash
+"""
+
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import streamlit as st
+from scipy.special import ndtri
+
+import ei_keras
+from ei_keras.config import resolve_dataset_config
+from ei_keras.data import describe_dataset, generate_dataset, load_prefix, load_trajectories
+from ei_keras.data.generate import reading_grids
+from ei_keras.errors import EiKerasError
+from ei_keras.inference import forecast, infer, load_model
+from ei_keras.inference.least_squares import predict_readings, validate_trace
+from ei_keras.inference.posterior import draw_latents, forecast_from_draws, trained_prefix_length
+from ei_keras.layers.gaussian_posterior import forward_transform
+from ei_keras.models import decode_predictions, model_info
+from ei_keras.simulation import KNOWN_NAMES, LATENT_NAMES
+from ei_keras.simulation.measurement import add_offset_and_noise, prefix_times, probe_response
+from ei_keras.simulation.priors import DEFAULT_PARAM_RANGES, sample_priors, simulator_conditions
+from ei_keras.simulation.simulator import CONDITION_LIMITS
+
+WORKSPACE_ENV = "EI_KERAS_WORKSPACE"
+DEMO_NAME = "demo"
+DEMO_SAMPLES = 300
+DEMO_SEED = 1
+MAX_UPLOAD_MB = 50
+# Process states shown to users.
+RUNNING, FINISHED, STOPPED, CRASHED = "running", "finished", "stopped", "crashed"
+
+UNITS = {
+    "substrate_mM": "mM", "grams_urease_powder": "g", "volume_L": "L", "temperature_C": "°C",
+    "initial_pH": "pH", "activity": "", "k_d": "1/s", "tau_probe": "s", "pH_offset": "pH",
+}
+LABELS = {
+    "substrate_mM": "Urea (substrate)", "grams_urease_powder": "Urease powder",
+    "volume_L": "Volume", "temperature_C": "Temperature", "initial_pH": "Initial pH (measured)",
+    "activity": "Activity", "k_d": "Deactivation rate k_d", "tau_probe": "Probe time constant",
+    "pH_offset": "Probe offset",
+}
+
+
+def label(name):
+    """Human label with unit, e.g. ``Volume [L]``."""
+    unit = UNITS.get(name, "")
+    return f"{LABELS.get(name, name)} [{unit}]" if unit else LABELS.get(name, name)
+
+
+# ---------------------------------------------------------------------------------------
+# Workspace
+# ---------------------------------------------------------------------------------------
+
+def workspace() -> Path:
+    """The workspace folder (``$EI_KERAS_WORKSPACE`` or ``./workspace``), created."""
+    root = Path(os.environ.get(WORKSPACE_ENV) or "workspace").expanduser().resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _sub(name) -> Path:
+    path = workspace() / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def datasets_dir() -> Path:
+    return _sub("datasets")
+
+
+def runs_dir() -> Path:
+    return _sub("runs")
+
+
+def jobs_dir() -> Path:
+    return _sub("jobs")
+
+
+def uploads_dir() -> Path:
+    return _sub("uploads")
+
+
+def _unique_dir(parent: Path, stem: str) -> Path:
+    """A new directory ``parent/<time>-<stem>-<random>``; never one that existed."""
+    while True:
+        path = parent / f"{time.strftime('%Y%m%d-%H%M%S')}-{stem}-{secrets.token_hex(3)}"
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+
+
+def _write_json(path: Path, payload) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(3)}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path, default=None):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return default
+
+
+# ---------------------------------------------------------------------------------------
+# Dataset configuration (Data page)
+# ---------------------------------------------------------------------------------------
+
+def default_config() -> dict:
+    """A fresh copy of the full default dataset config."""
+    return resolve_dataset_config({})
+
+
+def field_error(partial) -> str | None:
+    """The validation message for a partial config (one field), or None when it is valid.
+
+    The message is the one ``resolve_dataset_config`` gives, which names the field, the
+    value received and what is allowed.
+    """
+    try:
+        resolve_dataset_config(partial)
+    except EiKerasError as error:
+        return str(error)
+    return None
+
+
+def parse_numbers(text, field) -> tuple[list | None, str | None]:
+    """``"10, 30 60"`` → ``[10.0, 30.0, 60.0]``; or ``(None, message)``."""
+    parts = [part for part in re.split(r"[,;\s]+", str(text).strip()) if part]
+    try:
+        return [float(part) for part in parts], None
+    except ValueError:
+        return None, (f"config field '{field}': got {text!r}; allowed: numbers separated by "
+                      "commas, e.g. 10, 30, 60")
+
+
+def config_error(config) -> str | None:
+    """Validation message of a whole config, or None."""
+    return field_error(config)
+
+
+def resolve(config) -> dict:
+    """The full validated config (see ``ei_keras.config.resolve_dataset_config``)."""
+    return resolve_dataset_config(config)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def preview(config_json: str, n_cases: int = 4, max_trajectory_points: int = 1001) -> dict:
+    """A few cases simulated exactly as ``generate_dataset`` would (not the same draws).
+
+    Returns a dict with ``trajectory`` (``t``, ``pH_true``, ``pH_measured``), ``prefixes``
+    (prefix length → ``t``, ``pH``) and ``parameters`` (one dict per case).
+    """
+    config = resolve_dataset_config(json.loads(config_json))
+    config = dict(config, n_times=min(config["n_times"], max_trajectory_points))
+    rng = np.random.default_rng(config["seed"])
+    model = config["measurement_model"]
+    samples = sample_priors(rng, n_cases, config["param_ranges"],
+                            use_probe_lag=model["use_probe_lag"], use_offset=model["use_offset"])
+    grids = reading_grids(config)
+    times, inverse = np.unique(np.concatenate(list(grids.values())), return_inverse=True)
+    true_pH, lagged = probe_response(simulator_conditions(samples), times,
+                                     tau_probe=samples["tau_probe"])
+    measured = add_offset_and_noise(lagged, pH_offset=samples["pH_offset"],
+                                    noise_std=model["noise_std"], rng=rng,
+                                    add_noise=model["add_noise"])
+    columns, offset = {}, 0
+    for group, grid in grids.items():
+        columns[group] = inverse[offset:offset + len(grid)]
+        offset += len(grid)
+    traj = columns.pop("trajectory")
+    prefixes = {}
+    for length in config["prefix_lengths"]:
+        group = next(g for g, grid in grids.items() if g != "trajectory"
+                     and math.isclose(grid[-1], length))
+        prefixes[float(length)] = {"t": grids[group], "pH": measured[:, columns[group]]}
+    parameters = [{name: float(samples[name][i]) for name in KNOWN_NAMES + LATENT_NAMES}
+                  for i in range(n_cases)]
+    return {"trajectory": {"t": grids["trajectory"], "pH_true": true_pH[:, traj],
+                           "pH_measured": measured[:, traj]},
+            "prefixes": prefixes, "parameters": parameters}
+
+
+# ---------------------------------------------------------------------------------------
+# Datasets
+# ---------------------------------------------------------------------------------------
+
+def _mtime(path) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _dataset_info(path: str, mtime: float) -> dict:
+    info = {"name": Path(path).stem, "path": path, "size_mb": os.path.getsize(path) / 1e6}
+    try:
+        with h5py.File(path, "r") as handle:
+            config = json.loads(handle.attrs["config"])
+            info.update(
+                n_samples=int(handle["known"].shape[0]), config=config,
+                prefix_lengths=sorted(float(group.attrs["prefix_length"])
+                                      for group in handle.values()
+                                      if isinstance(group, h5py.Group)
+                                      and "prefix_length" in group.attrs),
+                targets=[str(name) for name in handle["targets"].attrs["names"]],
+                seed=int(config["seed"]), error=None)
+    except (OSError, KeyError, ValueError) as error:
+        info.update(error=f"{Path(path).name} is not a readable ei_keras dataset ({error})",
+                    n_samples=0, prefix_lengths=[], targets=[], config={}, seed=None)
+    return info
+
+
+def dataset_info(path) -> dict:
+    """Name, path, size, samples, prefix lengths, targets, seed and config of a dataset."""
+    return _dataset_info(str(path), _mtime(path))
+
+
+def list_datasets() -> list[dict]:
+    """Every ``.h5`` in the workspace's datasets folder, newest first."""
+    paths = sorted(datasets_dir().glob("*.h5"), key=_mtime, reverse=True)
+    return [dataset_info(path) for path in paths]
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _describe(path: str, mtime: float) -> str:
+    try:
+        return describe_dataset(path)
+    except EiKerasError as error:
+        return str(error)
+
+
+def describe(path) -> str:
+    """``ei_keras.data.describe_dataset`` text (or the reason it cannot be read)."""
+    return _describe(str(path), _mtime(path))
+
+
+_DEMO_LOCK = threading.Lock()
+
+
+def ensure_demo_dataset() -> Path | None:
+    """Generate a small demo dataset (in-process, about a second) if there is none.
+
+    Returns the path created, or None when the workspace already holds a dataset.
+    """
+    with _DEMO_LOCK:
+        if any(datasets_dir().glob("*.h5")):
+            return None
+        path = datasets_dir() / f"{DEMO_NAME}.h5"
+        # One chunk and one worker: no process pool inside the server.
+        generate_dataset({"n_samples": DEMO_SAMPLES, "seed": DEMO_SEED}, path, workers=1,
+                         progress=False)
+        _dataset_info.clear()
+        return path
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _prefix(path: str, mtime: float, prefix_length: float):
+    return load_prefix(path, prefix_length)
+
+
+def load_prefix_cached(path, prefix_length):
+    """``ei_keras.data.load_prefix``, cached per file version."""
+    return _prefix(str(path), _mtime(path), float(prefix_length))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _trajectories(path: str, mtime: float):
+    return load_trajectories(path)
+
+
+def load_trajectories_cached(path):
+    return _trajectories(str(path), _mtime(path))
+
+
+def clean_name(name) -> tuple[str | None, str | None]:
+    """A safe file stem from a user's dataset name, or ``(None, message)``."""
+    stem = str(name).strip()
+    stem = stem[:-3] if stem.lower().endswith(".h5") else stem
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", stem or ""):
+        return None, ("dataset name: use 1–64 letters, digits, '_', '-' or '.', starting with "
+                      f"a letter or digit; got {name!r}")
+    return stem, None
+
+
+# ---------------------------------------------------------------------------------------
+# Subprocess jobs (generation and training)
+# ---------------------------------------------------------------------------------------
+
+_REAPERS = {}
+
+
+def _child_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    # The package the server imported, also when it is not installed.
+    package_root = str(Path(ei_keras.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _launch(argv, job_dir: Path, log_name: str, meta: dict) -> None:
+    """Start ``argv`` detached (own session) with output to ``job_dir/log_name``."""
+    with open(job_dir / log_name, "ab") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, cwd=job_dir, env=_child_env(),
+                                   start_new_session=True)
+    _write_json(job_dir / "job.json", dict(meta, pid=process.pid, argv=list(argv),
+                                           started=time.time(), log=log_name))
+
+    def reap():
+        code = process.wait()
+        (job_dir / "exit_code").write_text(str(code))
+
+    thread = threading.Thread(target=reap, name=f"reap-{process.pid}", daemon=True)
+    thread.start()
+    _REAPERS[str(job_dir)] = (process, thread)
+
+
+def _process_alive(pid, marker: str) -> bool:
+    """Whether ``pid`` runs (not a zombie) with ``marker`` on its command line."""
+    if not pid:
+        return False
+    proc = Path(f"/proc/{pid}")
+    if Path("/proc/self").exists():
+        try:
+            stat = (proc / "stat").read_text()
+            if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                return False
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError):
+            return False
+        return marker in cmdline
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _exit_code(job_dir: Path):
+    try:
+        return int((job_dir / "exit_code").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _job_alive(job_dir: Path, meta: dict) -> bool:
+    if _exit_code(job_dir) is not None:
+        return False
+    entry = _REAPERS.get(str(job_dir))
+    if entry is not None:
+        return entry[0].poll() is None
+    return _process_alive(meta.get("pid"), str(job_dir))
+
+
+def read_log(path: Path, limit: int = 20000) -> str:
+    """The last ``limit`` characters of a log, with progress-bar redraws collapsed."""
+    try:
+        with open(path, "rb") as stream:
+            stream.seek(0, os.SEEK_END)
+            size = stream.tell()
+            stream.seek(max(0, size - limit))
+            text = stream.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    lines = [line.split("\r")[-1] if line.split("\r")[-1].strip() else line.replace("\r", "")
+             for line in text.split("\n")]
+    return "\n".join(line for line in lines if line.strip())
+
+
+_TRACEBACK_FRAME = re.compile(r"^(\s+|Traceback \(most recent call last\)|During handling|"
+                              r"The above exception)")
+
+
+def readable_error(log_text: str, exit_code=None) -> str:
+    """One readable sentence of why a job failed, from its log; never a traceback."""
+    lines = [line for line in log_text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if re.match(r"^ei-keras \w+: ", line):
+            return line
+    if any(line.startswith("Traceback") for line in lines):
+        last = [line for line in lines if not _TRACEBACK_FRAME.match(line)]
+        if last:
+            return f"the process stopped with an error: {last[-1]}"
+    if exit_code is not None and exit_code < 0:
+        return (f"the process was killed by signal {-exit_code} (out of memory, or ended "
+                "from outside)")
+    if lines:
+        return f"the process ended unexpectedly; its last message: {lines[-1]}"
+    if exit_code is not None:
+        return f"the process ended with exit status {exit_code} and wrote no log"
+    return "the process ended without writing its results or a log"
+
+
+def log_tail(log_text: str, n_lines: int = 12) -> str:
+    """The last lines of a log without traceback frames (for an expander)."""
+    lines = [line for line in log_text.splitlines()
+             if line.strip() and not _TRACEBACK_FRAME.match(line)]
+    return "\n".join(lines[-n_lines:])
+
+
+# ---------------------------------------------------------------------------------------
+# Generation jobs
+# ---------------------------------------------------------------------------------------
+
+_TQDM = re.compile(r"(\d+)/(\d+) \[")
+
+
+def start_generation(config: dict, name: str) -> Path:
+    """Start ``ei-keras generate`` for ``config`` into ``datasets/<name>.h5``; the job dir.
+
+    Raises EiKerasError for an invalid config or name, or a name already in use.
+    """
+    config = resolve_dataset_config(config)
+    stem, problem = clean_name(name)
+    if problem:
+        raise EiKerasError(problem)
+    out = datasets_dir() / f"{stem}.h5"
+    if out.exists():
+        raise EiKerasError(f"a dataset named {stem!r} exists already; choose another name")
+    for job in generation_jobs():
+        if job["state"] == RUNNING and job["out"] == str(out):
+            raise EiKerasError(f"a dataset named {stem!r} is being generated; choose another name")
+    job_dir = _unique_dir(jobs_dir(), f"generate-{stem}")
+    _write_json(job_dir / "config.json", config)
+    argv = [sys.executable, "-m", "ei_keras.cli", "generate", "--config",
+            str(job_dir / "config.json"), "--out", str(out)]
+    _launch(argv, job_dir, "log.txt", {"kind": "generate", "name": stem, "out": str(out),
+                                       "n_samples": config["n_samples"]})
+    return job_dir
+
+
+def generation_job(job_dir) -> dict:
+    """State (running/finished/crashed), progress in [0, 1] and message of a job."""
+    job_dir = Path(job_dir)
+    meta = _read_json(job_dir / "job.json", {}) or {}
+    log = read_log(job_dir / "log.txt")
+    matches = _TQDM.findall(log)
+    done, total = (int(matches[-1][0]), int(matches[-1][1])) if matches else (0, 0)
+    info = {"dir": str(job_dir), "name": meta.get("name", job_dir.name), "out": meta.get("out"),
+            "n_samples": meta.get("n_samples"), "started": meta.get("started"),
+            "progress": done / total if total else 0.0, "done": done, "message": None}
+    if _job_alive(job_dir, meta):
+        info["state"] = RUNNING
+        info["message"] = (f"simulated {done} of {total} samples" if total else
+                           "starting (loading the simulator)…")
+    elif _exit_code(job_dir) == 0 and meta.get("out") and Path(meta["out"]).exists():
+        info.update(state=FINISHED, progress=1.0)
+    else:
+        info.update(state=CRASHED, message=readable_error(log, _exit_code(job_dir)))
+    return info
+
+
+def generation_jobs(keep_finished_s: float = 3600.0) -> list[dict]:
+    """Every generation job of the workspace, newest first (finished jobs are forgotten
+    after ``keep_finished_s``; their datasets stay)."""
+    dirs = sorted((d for d in jobs_dir().iterdir() if d.is_dir() and (d / "job.json").exists()),
+                  key=lambda d: d.name, reverse=True)
+    jobs = []
+    for job in map(generation_job, dirs):
+        if job["state"] == FINISHED and time.time() - (job["started"] or 0) > keep_finished_s:
+            dismiss_job(job["dir"])
+        else:
+            jobs.append(job)
+    return jobs
+
+
+def dismiss_job(job_dir) -> None:
+    """Forget a finished or failed job (its dataset, if any, stays)."""
+    job_dir = Path(job_dir)
+    if job_dir.parent != jobs_dir():
+        return
+    for path in job_dir.iterdir():
+        path.unlink(missing_ok=True)
+    job_dir.rmdir()
+
+
+def dataset_written(job: dict) -> None:
+    """Forget cached dataset listings after a job wrote a file."""
+    _dataset_info.clear()
+    _describe.clear()
+
+
+# ---------------------------------------------------------------------------------------
+# Training runs
+# ---------------------------------------------------------------------------------------
+
+def _training():
+    from ei_keras import training
+
+    return training
+
+
+# Hyperparameters offered on the Train page: name → (kind, label, help).
+TRAIN_FIELDS = {
+    "epochs": ("int", "Epochs (maximum)", "Training ends earlier when early stopping triggers."),
+    "batch_size": ("int", "Batch size", "Samples per gradient step."),
+    "learning_rate": ("float", "Learning rate", "Peak rate, reached at the end of warmup."),
+    "weight_decay": ("float", "Weight decay", "Decoupled AdamW weight decay (0: Adam)."),
+    "global_clipnorm": ("float", "Gradient clip (global norm)", "0 disables clipping."),
+    "warmup_epochs": ("int", "Warmup epochs", "Linear warmup of the learning rate (0: none)."),
+    "plateau_factor": ("float", "Plateau factor", "Learning-rate multiplier at each cut."),
+    "plateau_patience": ("int", "Plateau patience", "Epochs without val_loss improvement "
+                         "before a cut (counted after warmup)."),
+    "early_stopping_patience": ("int", "Early-stopping patience",
+                                "Epochs without improvement before stopping."),
+    "variance_weight": ("float", "Variance penalty weight", "0: plain Gaussian NLL."),
+    "val_fraction": ("float", "Validation fraction", "Share of samples held out."),
+    "seed": ("int", "Seed", "Split, initial weights, shuffling, dropout."),
+}
+
+
+def presets() -> list[str]:
+    return list(_training().PRESETS)
+
+
+def preset_defaults(preset) -> dict:
+    """Every :data:`TRAIN_FIELDS` value of a preset (plus architecture and pooling)."""
+    config = _training().resolve_config(preset).to_dict()
+    values = {name: config[name] for name in TRAIN_FIELDS}
+    values["global_clipnorm"] = values["global_clipnorm"] or 0.0
+    values.update(architecture=config["architecture"], pooling=config["pooling"])
+    return values
+
+
+def architectures() -> list[str]:
+    from ei_keras.models import ARCHITECTURES
+
+    return list(ARCHITECTURES)
+
+
+def training_overrides(preset, values: dict) -> dict:
+    """The settings that differ from the preset (clip 0 → None)."""
+    values = dict(values)
+    if "global_clipnorm" in values and not values["global_clipnorm"]:
+        values["global_clipnorm"] = None
+    base = _training().resolve_config(preset).to_dict()
+    return {key: value for key, value in values.items() if base.get(key) != value}
+
+
+def training_error(preset, overrides: dict) -> str | None:
+    """The validation message of a training configuration, or None."""
+    try:
+        _training().resolve_config(preset, **overrides)
+    except (ValueError, TypeError) as error:
+        return str(error)
+    return None
+
+
+def _train_argv(dataset, prefix_length, preset, overrides, run_dir):
+    argv = [sys.executable, "-m", "ei_keras.cli", "train", "--data", str(dataset),
+            "--prefix-length", f"{float(prefix_length):g}", "--preset", preset,
+            "--out", str(run_dir)]
+    if overrides:
+        _write_json(run_dir / "overrides.json", overrides)
+        argv += ["--config", str(run_dir / "overrides.json")]
+    return argv
+
+
+def start_training(dataset, prefix_length, preset, overrides=None) -> Path:
+    """Launch ``ei-keras train`` in its own process and unique run directory.
+
+    Raises EiKerasError for a bad dataset/prefix or an invalid setting.
+    """
+    overrides = dict(overrides or {})
+    problem = training_error(preset, overrides)
+    if problem:
+        raise EiKerasError(problem)
+    info = dataset_info(dataset)
+    if info["error"]:
+        raise EiKerasError(info["error"])
+    if not any(math.isclose(float(prefix_length), length) for length in info["prefix_lengths"]):
+        lengths = ", ".join(f"{length:g}" for length in info["prefix_lengths"])
+        raise EiKerasError(f"dataset {info['name']} has no {float(prefix_length):g} s prefix "
+                           f"(it has {lengths} s)")
+    run_dir = _unique_dir(runs_dir(), f"{preset}-{float(prefix_length):g}s")
+    argv = _train_argv(dataset, prefix_length, preset, overrides, run_dir)
+    _launch(argv, run_dir, "train.log", {
+        "kind": "train", "dataset": str(dataset), "dataset_name": info["name"],
+        "prefix_length": float(prefix_length), "preset": preset, "overrides": overrides})
+    return run_dir
+
+
+def read_history(run_dir) -> list[dict]:
+    """Per-epoch records of a run (skipping a line still being written)."""
+    records = []
+    try:
+        with open(Path(run_dir) / "history.jsonl", encoding="utf-8") as stream:
+            for line in stream:
+                try:
+                    records.append(json.loads(line))
+                except ValueError:
+                    continue
+    except OSError:
+        pass
+    return records
+
+
+def run_info(run_dir) -> dict:
+    """Everything the Train page shows about a run.
+
+    ``state`` is running / finished / stopped / crashed; ``message`` explains a crash in one
+    readable line; ``epoch``/``epochs`` the progress; ``best_model`` the best ``.keras``.
+    """
+    run_dir = Path(run_dir)
+    meta = _read_json(run_dir / "job.json", {}) or {}
+    status = _read_json(run_dir / "status.json", {}) or {}
+    config = _read_json(run_dir / "config.json", {}) or {}
+    history = read_history(run_dir)
+    best = run_dir / "best.keras"
+    epochs = status.get("epochs") or (config.get("train") or {}).get("epochs") \
+        or (meta.get("overrides") or {}).get("epochs")
+    info = {
+        "id": run_dir.name, "dir": str(run_dir), "dataset": meta.get("dataset_name", "?"),
+        "prefix_length": meta.get("prefix_length"), "preset": meta.get("preset", "?"),
+        "started": meta.get("started"), "history": history,
+        "epoch": history[-1]["epoch"] if history else 0, "epochs": epochs,
+        "best_val_loss": status.get("best_val_loss"), "best_epoch": status.get("best_epoch"),
+        "best_model": str(best) if best.exists() else None, "message": None, "detail": None,
+        "batch": status.get("batch"), "steps": status.get("steps"),
+        "stop_requested": (run_dir / _training().STOP_FILE).exists(),
+        "warmup_epochs": (config.get("train") or {}).get("warmup_epochs", 0),
+    }
+    state = status.get("state")
+    if _job_alive(run_dir, meta):
+        info["state"] = RUNNING
+        if not status:
+            info["detail"] = "starting (loading Keras and the data)…"
+        elif info["stop_requested"]:
+            info["detail"] = "stopping at the end of the current batch…"
+        return info
+    log = read_log(run_dir / "train.log")
+    if state in ("finished", "early_stopped"):
+        info["state"] = FINISHED
+        if state == "early_stopped":
+            info["detail"] = f"early stopping after epoch {info['epoch']}"
+    elif state == "stopped":
+        info["state"] = STOPPED
+    else:
+        info["state"] = CRASHED
+        if state == "failed" and status.get("message"):
+            info["message"] = f"training failed: {status['message']}"
+        else:
+            info["message"] = readable_error(log, _exit_code(run_dir))
+    info["log_tail"] = log_tail(log)
+    return info
+
+
+def list_runs() -> list[dict]:
+    """Every run directory made by the dashboard or ``ei-keras train``, newest first."""
+    dirs = [d for d in runs_dir().iterdir()
+            if d.is_dir() and ((d / "job.json").exists() or (d / "config.json").exists())]
+    return [run_info(d) for d in sorted(dirs, key=lambda d: d.name, reverse=True)]
+
+
+def request_stop(run_dir) -> None:
+    """Ask a run to end cleanly after the current batch (it keeps its best model)."""
+    (Path(run_dir) / _training().STOP_FILE).touch()
+
+
+# ---------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------
+
+def default_model() -> Path | None:
+    """The shipped model's path when this ei_keras has one, else None."""
+    finder = getattr(ei_keras, "default_model_path", None)
+    if finder is None:
+        try:
+            from ei_keras.inference import default_model_path as finder
+        except ImportError:
+            return None
+    try:
+        path = Path(finder())
+    except (EiKerasError, OSError):
+        return None
+    return path if path.is_file() else None
+
+
+def available_models() -> list[dict]:
+    """Models to analyse with: the shipped default, then the best model of each run."""
+    models = []
+    path = default_model()
+    if path is not None:
+        models.append({"label": "Shipped default model", "path": str(path), "truth": None})
+    for run in list_runs():
+        if run["best_model"] and run["state"] != RUNNING:
+            text = f"Run {run['id']} ({run['state']}, {run['dataset']}"
+            if run["best_val_loss"] is not None:
+                text += f", best val_loss {run['best_val_loss']:.3g}"
+            models.append({"label": text + ")", "path": run["best_model"]})
+    return models
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _model(path: str, mtime: float):
+    return load_model(path)
+
+
+def get_model(path):
+    """A loaded model (safe mode, cached per file version); EiKerasError if unreadable."""
+    return _model(str(path), _mtime(path))
+
+
+def save_upload(data: bytes, filename: str) -> Path:
+    """Store an uploaded ``.keras`` file under its content hash; check size and type."""
+    if not str(filename).lower().endswith(".keras"):
+        raise EiKerasError(f"{filename}: upload a Keras model file ending in .keras")
+    if len(data) > MAX_UPLOAD_MB * 1024 * 1024:
+        raise EiKerasError(f"{filename} is {len(data) / 1e6:.0f} MB; the limit is "
+                           f"{MAX_UPLOAD_MB} MB")
+    if not data.startswith(b"PK"):
+        raise EiKerasError(f"{filename} is not a .keras file (a .keras file is a zip archive)")
+    path = uploads_dir() / f"{hashlib.sha256(data).hexdigest()[:20]}.keras"
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(3)}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    return path
+
+
+def describe_model(model) -> dict:
+    """Prefix length, targets and known inputs of a model."""
+    info = model_info(model)
+    return {"prefix_length": trained_prefix_length(model),
+            "target_names": list(info["target_names"]),
+            "known_names": list(info["known_names"]),
+            "n_params": int(model.count_params())}
+
+
+# ---------------------------------------------------------------------------------------
+# Traces
+# ---------------------------------------------------------------------------------------
+
+def _compatible(length, prefix_length):
+    return length <= prefix_length * 1.01
+
+
+def dataset_trace(path, prefix_length, index) -> dict:
+    """Case ``index`` of a dataset's prefix: readings, known inputs, truth and trajectory."""
+    data = load_prefix_cached(path, prefix_length)
+    if not 0 <= index < len(data.pH):
+        raise EiKerasError(f"case {index} is out of range: the dataset has {len(data.pH)} cases")
+    trace = {
+        "source": f"{Path(path).stem}, case {index}",
+        "t": data.t[index].astype(float), "pH": data.pH[index].astype(float),
+        "known": {name: float(data.known[index, j]) for j, name in enumerate(data.known_names)},
+        "truth": {name: float(data.latent[index, j]) for j, name in enumerate(data.latent_names)},
+    }
+    trajectories = load_trajectories_cached(path)
+    trace["trajectory"] = {"t": trajectories.t.astype(float),
+                           "pH": trajectories.pH_measured[index].astype(float)}
+    return trace
+
+
+def simulated_trace(known: dict, latent: dict, prefix_length: float, n_points: int = 100,
+                    noise_std: float = 0.01, seed: int = 0, t_max: float = 2000.0) -> dict:
+    """A fresh trace: noise-free measured pH through lag and offset, plus noise.
+
+    ``known`` holds the five known inputs (``initial_pH`` as measured); ``latent`` the four
+    latent parameters. Raises EiKerasError for invalid values.
+    """
+    missing = [name for name in LATENT_NAMES if name not in latent]
+    if missing:
+        raise EiKerasError(f"simulated trace: missing {missing}")
+    for name, value in {**known, **latent}.items():
+        if not np.isfinite(value):
+            raise EiKerasError(f"{label(name)} must be a finite number; got {value!r}")
+    for name in ("substrate_mM", "grams_urease_powder", "volume_L", "activity"):
+        if not (known | latent)[name] > 0:
+            raise EiKerasError(f"{label(name)} must be > 0; got {(known | latent)[name]!r}")
+    for name in ("k_d", "tau_probe"):
+        if latent[name] < 0:
+            raise EiKerasError(f"{label(name)} must be >= 0; got {latent[name]!r}")
+    if not noise_std >= 0:
+        raise EiKerasError(f"noise must be >= 0; got {noise_std!r}")
+    t = prefix_times(prefix_length, n_points)
+    grid = np.linspace(0.0, t_max, 401)
+    draws = {name: np.array([float(latent[name])]) for name in LATENT_NAMES}
+    clean = predict_readings(t, known, draws)[0]
+    rng = np.random.default_rng(seed)
+    pH = add_offset_and_noise(clean[None, :], pH_offset=0.0, noise_std=noise_std, rng=rng)[0]
+    return {"source": "simulated", "t": t, "pH": pH, "known": dict(known),
+            "truth": {name: float(latent[name]) for name in LATENT_NAMES},
+            "trajectory": {"t": grid, "pH": predict_readings(grid, known, draws)[0]}}
+
+
+def read_csv_trace(data: bytes, filename: str, *, minutes=False) -> tuple[np.ndarray, np.ndarray]:
+    """(t [s], pH) from an uploaded CSV with time and pH columns; EiKerasError if bad."""
+    if len(data) > MAX_UPLOAD_MB * 1024 * 1024:
+        raise EiKerasError(f"{filename} is larger than {MAX_UPLOAD_MB} MB")
+    try:
+        from ei_keras.inference.trace_csv import read_trace_csv
+    except ImportError:
+        read_trace_csv = None
+    if read_trace_csv is not None:
+        path = uploads_dir() / f"{hashlib.sha256(data).hexdigest()[:20]}.csv"
+        path.write_bytes(data)
+        try:
+            t, pH = read_trace_csv(path, minutes=minutes)
+        except EiKerasError as error:
+            raise EiKerasError(str(error).replace(str(path), filename)) from None
+    else:
+        t, pH = _parse_csv(data, filename, minutes)
+    t, pH = validate_trace(t, pH)
+    return t, pH
+
+
+def _parse_csv(data, filename, minutes):
+    import csv
+
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise EiKerasError(f"{filename} is not a text CSV file") from None
+    rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
+    if len(rows) < 2:
+        raise EiKerasError(f"{filename} needs a header row and at least one reading")
+    header = [cell.strip().lower() for cell in rows[0]]
+    t_col = next((i for i, h in enumerate(header) if h in ("t", "time", "seconds", "time_s",
+                                                            "t_s", "minutes", "time_min")), None)
+    ph_col = next((i for i, h in enumerate(header) if "ph" in h), None)
+    if t_col is None or ph_col is None:
+        raise EiKerasError(f"{filename}: name the columns 'time' and 'pH'; got {header}")
+    try:
+        values = np.array([[float(row[t_col]), float(row[ph_col])] for row in rows[1:]])
+    except (ValueError, IndexError):
+        raise EiKerasError(f"{filename}: every row needs a number in the time and pH columns") \
+            from None
+    return (values[:, 0] * 60.0 if minutes else values[:, 0]), values[:, 1]
+
+
+def csv_trace(t, pH, known: dict, prefix_length: float, filename="upload.csv") -> dict:
+    """A trace from CSV readings, cut to the model's prefix length (noted in ``note``)."""
+    t, pH = np.asarray(t, dtype=float), np.asarray(pH, dtype=float)
+    note = None
+    keep = t <= prefix_length * 1.01
+    if not keep.all():
+        note = (f"the file runs to {t[-1]:g} s; only the first {prefix_length:g} s "
+                f"({int(keep.sum())} readings) are used, the length the model was trained on")
+        t, pH = t[keep], pH[keep]
+    validate_trace(t, pH)
+    return {"source": filename, "t": t, "pH": pH, "known": dict(known), "truth": None,
+            "trajectory": None, "note": note}
+
+
+# ---------------------------------------------------------------------------------------
+# Analysis
+# ---------------------------------------------------------------------------------------
+
+def analyse_trace(model, trace) -> dict:
+    """Posterior summaries (one value per statistic) and attention of one trace."""
+    result = infer(model, trace["t"], trace["pH"], trace["known"])
+    summary = {name: {key: float(values[0]) for key, values in stats.items()}
+               for name, stats in result.items() if name != "attention"}
+    return {"posterior": summary, "attention": result["attention"][0]}
+
+
+def forecast_trace(model, trace, *, threshold=8.5, t_max=2000.0, n_draws=200, seed=0,
+                   n_times=1001) -> dict:
+    """Fan chart and time to ``threshold`` of one trace (see ``ei_keras.inference.forecast``).
+
+    A wide posterior (an under-trained model) can put draws outside the simulator's
+    physical limits, which ``forecast`` rejects; the draws are then clipped to those limits
+    and ``clipped`` in the result counts how many were.
+    """
+    try:
+        result = forecast(model, trace["t"], trace["pH"], trace["known"], t_max=t_max,
+                          n_times=n_times, threshold=threshold, n_draws=n_draws, seed=seed)[0]
+        return dict(result, clipped=0)
+    except EiKerasError as error:
+        if "must be finite and within" not in str(error):
+            raise
+    inputs = {"pH": np.asarray(trace["pH"], np.float32)[None],
+              "t": np.asarray(trace["t"], np.float32)[None],
+              "known": np.array([[trace["known"][name] for name in KNOWN_NAMES]], np.float32)}
+    decoded = decode_predictions(model, model(inputs, training=False))
+    draws = draw_latents(decoded, int(n_draws), np.random.default_rng(seed))[0]
+    clipped = 0
+    for name, values in draws.items():
+        if name in CONDITION_LIMITS:
+            low, high = CONDITION_LIMITS[name]
+            outside = ~np.isfinite(values) | (values < low) | (values > high)
+            clipped += int(outside.sum())
+            draws[name] = np.clip(np.nan_to_num(values, nan=low), low, high)
+    grid = np.linspace(0.0, float(t_max), int(n_times))
+    result = forecast_from_draws(trace["known"], draws, grid, threshold=threshold)
+    return dict(result, clipped=clipped)
+
+
+def evaluate_on_dataset(model, path, prefix_length, n_max=300, batch=256, progress=None) -> dict:
+    """Posterior of up to ``n_max`` cases of a dataset against the truth.
+
+    Returns per target: ``truth``, ``median``, ``lo90``, ``hi90`` (physical units),
+    ``transform``, and ``calibration`` (nominal levels in percent → observed coverage),
+    computed from each case's Gaussian in the network's space (log10 for activity).
+    ``progress`` is called with the fraction done.
+    """
+    data = load_prefix_cached(path, prefix_length)
+    n = min(int(n_max), len(data.pH))
+    targets = describe_model(model)["target_names"]
+    truth_columns = {name: j for j, name in enumerate(data.latent_names)}
+    missing = [name for name in targets if name not in truth_columns]
+    if missing:
+        raise EiKerasError(f"the dataset has no truth for {missing}")
+    parts = []
+    for start in range(0, n, batch):
+        rows = slice(start, min(n, start + batch))
+        known = {name: data.known[rows, j] for j, name in enumerate(data.known_names)}
+        parts.append(infer(model, data.t[rows], data.pH[rows], known))
+        if progress is not None:
+            progress(min(n, start + batch) / n)
+    transforms = model_info(model)["transforms"]
+    levels = np.arange(5, 100, 5)
+    result = {"n": n}
+    z95 = ndtri(0.975)
+    for name, transform in zip(targets, transforms):
+        stats = {key: np.concatenate([p[name][key] for p in parts]) for key in parts[0][name]}
+        truth = data.latent[:n, truth_columns[name]].astype(float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            loc = forward_transform(transform, stats["median"])
+            scale = (forward_transform(transform, stats["hi95"])
+                     - forward_transform(transform, stats["lo95"])) / (2 * z95)
+            z = (forward_transform(transform, truth) - loc) / scale
+        observed = [float(np.mean(np.abs(z) <= ndtri(0.5 + level / 200.0))) for level in levels]
+        result[name] = {"truth": truth, "median": stats["median"], "lo90": stats["lo90"],
+                        "hi90": stats["hi90"], "transform": transform,
+                        "calibration": {"nominal": levels.tolist(), "observed": observed}}
+    return result
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _evaluation(model_path, model_mtime, data_path, data_mtime, prefix_length, n_max):
+    return evaluate_on_dataset(get_model(model_path), data_path, prefix_length, n_max)
+
+
+def evaluation(model_path, data_path, prefix_length, n_max=300) -> dict:
+    """:func:`evaluate_on_dataset`, cached per model and dataset file version."""
+    return _evaluation(str(model_path), _mtime(model_path), str(data_path), _mtime(data_path),
+                       float(prefix_length), int(n_max))
+
+
+def coverage_at(result: dict, level: float) -> float:
+    """Observed coverage of the central ``level`` % interval in one target's evaluation."""
+    curve = result["calibration"]
+    return curve["observed"][curve["nominal"].index(level)]
+
+
+def compatible_prefixes(info: dict, prefix_length: float) -> list[float]:
+    """A dataset's prefix lengths a model trained on ``prefix_length`` s can read, longest
+    first (a model reads any prefix up to the length it was trained on)."""
+    return sorted((length for length in info.get("prefix_lengths", [])
+                   if _compatible(length, prefix_length)), reverse=True)
+
+
+def prior_midpoints() -> dict:
+    """A sensible default case: the middle of each prior range (geometric for activity)."""
+    values = {}
+    for name, (low, high) in DEFAULT_PARAM_RANGES.items():
+        values[name] = math.sqrt(low * high) if name == "activity" else (low + high) / 2
+    return values
+
