@@ -15,11 +15,11 @@ import time
 import warnings
 
 import keras
-from keras import backend
+from keras import ops
 
 
 def _current_lr(optimizer):
-    return float(backend.convert_to_numpy(optimizer.learning_rate))
+    return float(ops.convert_to_numpy(optimizer.learning_rate))
 
 
 def _check_float_lr(optimizer, owner):

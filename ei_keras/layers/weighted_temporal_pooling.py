@@ -81,9 +81,11 @@ class WeightedTemporalPooling(keras.layers.Layer):
         if mask is not None:
             mask = ops.cast(mask, "bool")
             logits = ops.where(mask, logits, large_negative(logits.dtype))
-        weights = ops.softmax(logits, axis=1)
+        # Softmax over time, written out so masked steps get exactly zero weight.
+        scores = ops.exp(logits - ops.max(logits, axis=1, keepdims=True))
         if mask is not None:
-            weights = ops.where(mask, weights, ops.zeros_like(weights))
+            scores = ops.where(mask, scores, ops.zeros_like(scores))
+        weights = scores / ops.maximum(ops.sum(scores, axis=1, keepdims=True), 1e-30)
         pooled = ops.sum(weights[..., None] * inputs, axis=1)
         if return_attention:
             return pooled, weights
