@@ -43,8 +43,8 @@ REFERENCE_INPUT = "initial_pH"
 ARCHITECTURES = {
     "compact": {
         "filters": (32, 48, 64), "kernel_size": 3, "dilations": (1, 2, 4),
-        "pool_sizes": (1, 2, 2), "dropout": 0.1, "known_units": (32,), "head_units": (64,),
-        "max_encoder_steps": 128,
+        "pool_sizes": (1, 2, 2), "dropout": 0.0, "known_units": (32,), "head_units": (64,),
+        "max_encoder_steps": 64,
     },
     "recipe": {
         "filters": (64, 128, 256), "kernel_size": 3, "dilations": (1, 2, 4),
@@ -146,7 +146,7 @@ def fit_normalization(t, pH, known, targets, known_names=KNOWN_NAMES,
 
 
 def build_model(normalization=None, *, filters=(32, 48, 64), kernel_size=3, dilations=(1, 2, 4),
-                pool_sizes=(1, 2, 2), input_pool=1, dropout=0.1, known_units=(32,),
+                pool_sizes=(1, 2, 2), input_pool=1, dropout=0.0, known_units=(32,),
                 head_units=(64,), pooling="weighted", attention_units=None, early_bias=1.0,
                 early_bias_decay=0.2, log_var_min=-4.6, log_var_max=10.0,
                 name="ei_keras_posterior"):
@@ -209,8 +209,11 @@ def build_model(normalization=None, *, filters=(32, 48, 64), kernel_size=3, dila
     hidden = keras.layers.Concatenate(name="merge")([pooled, context])
     for index, units in enumerate(head_units):
         hidden = keras.layers.Dense(units, activation="relu", name=f"head_dense{index}")(hidden)
-    mean = keras.layers.Dense(len(target_names), name="mean")(hidden)
-    log_var = keras.layers.Dense(len(target_names), name="log_var")(hidden)
+    # Zero-initialised heads start every prediction at the prior of the standardised
+    # targets (mean 0, variance 1), so the first steps see a loss near its floor.
+    mean = keras.layers.Dense(len(target_names), kernel_initializer="zeros", name="mean")(hidden)
+    log_var = keras.layers.Dense(len(target_names), kernel_initializer="zeros",
+                                 name="log_var")(hidden)
     posterior = GaussianPosterior(
         target_names, stats["transforms"], stats["target_loc"], stats["target_scale"],
         log_var_min, log_var_max, name="posterior")([mean, log_var])
