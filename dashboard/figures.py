@@ -130,7 +130,7 @@ def posterior_figure(posterior, truth=None):
                                         name="truth", legendgroup="truth", showlegend=row == 1,
                                         hovertemplate="truth %{x:.4g}<extra></extra>"), row, 1)
         if name in LOG_AXES and stats["lo95"] > 0:
-            figure.update_xaxes(type="log", row=row, col=1)
+            figure.update_xaxes(type="log", dtick=1, exponentformat="power", row=row, col=1)
         figure.update_yaxes(visible=False, range=[-1, 1], row=row, col=1)
     return _layout(figure, "Posterior of each parameter", height=170 + 135 * len(names))
 
@@ -192,8 +192,8 @@ def recovery_figure(evaluation, names):
                                         name="perfect recovery", showlegend=col == 1,
                                         line=dict(color="gray", dash="dash")), 1, col)
         if name in LOG_AXES:
-            figure.update_xaxes(type="log", row=1, col=col)
-            figure.update_yaxes(type="log", row=1, col=col)
+            figure.update_xaxes(type="log", dtick=1, exponentformat="power", row=1, col=col)
+            figure.update_yaxes(type="log", dtick=1, exponentformat="power", row=1, col=col)
         figure.update_xaxes(title_text="truth", row=1, col=col)
         figure.update_yaxes(title_text="estimate", row=1, col=col)
     return _layout(figure, "Recovery: estimate vs truth", height=460)

@@ -189,9 +189,9 @@ try:
                         f"{ttt['lo']:.0f} s – {high}); reached before {t_max:g} s in "
                         f"{100 * ttt['p_reached']:.0f} % of the posterior draws.")
         if fc["clipped"]:
-            st.caption(f"{fc['clipped']} posterior draws lay outside the simulator's physical "
-                       "limits and were clipped to them: the posterior is very wide (train "
-                       "longer).")
+            st.caption(f"{fc['clipped']} posterior draw value(s) lay outside the simulator's "
+                       "physical limits and were clipped to them: the posterior is very wide "
+                       "(a longer-trained model narrows it).")
         st.plotly_chart(figures.forecast_figure(fc, trace), key="analyse_forecast_chart")
 except EiKerasError as error:
     st.error(f"Cannot forecast: {error}", icon=":material/error:")
