@@ -35,7 +35,7 @@ HORIZONS_S = (300.0, 1000.0, 2000.0)
 BATCH = 512
 
 
-def _decode_all(model, data):
+def decode_dataset(model, data):
     """Gaussian (loc, scale) in transformed units per target for every case."""
     decoded_parts = []
     for start in range(0, len(data.pH), BATCH):
@@ -78,7 +78,7 @@ def evaluate(model_path, data_path, out_dir, *, n_forecast=100, n_baseline=50, n
     if list(data.known_names) != list(KNOWN_NAMES):
         raise EiKerasError(f"{data_path}: known inputs {data.known_names} are not {KNOWN_NAMES}")
     latent = {name: data.latent[:, j].astype(float) for j, name in enumerate(data.latent_names)}
-    decoded, attention = _decode_all(model, data)
+    decoded, attention = decode_dataset(model, data)
     truth = {name: forward_transform(d["transform"], latent[name]) for name, d in decoded.items()}
 
     metrics = {
@@ -147,9 +147,9 @@ def evaluate(model_path, data_path, out_dir, *, n_forecast=100, n_baseline=50, n
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomically(out_dir / "metrics.json", json.dumps(metrics, indent=2))
+    write_atomically(out_dir / "metrics.json", json.dumps(metrics, indent=2))
     from ei_keras.evaluation.report import build_report
-    _write_atomically(out_dir / "report.html", build_report(
+    write_atomically(out_dir / "report.html", build_report(
         metrics, truth=truth, decoded=decoded, fitted=fitted, data=data, attention=attention,
         grid=grid, fans=fans, true_readings=true_readings))
     return metrics
@@ -185,7 +185,7 @@ def _single_trace_seconds(model, data, known_rows, repeats=20):
     return float(np.median(times))
 
 
-def _write_atomically(path, text):
+def write_atomically(path, text):
     temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
     temporary.write_text(text)
     os.replace(temporary, path)
