@@ -69,6 +69,15 @@ def test_probe_lag_batch_matches_one_by_one():
         np.testing.assert_allclose(lagged[row], single[0], atol=1e-12)
 
 
+def test_cases_without_lag_read_the_true_pH_in_a_mixed_batch():
+    batch = {key: np.array([CASES[0][0][key], CASES[2][0][key]]) for key in CASES[0][0]}
+    t = np.concatenate([[0.0, 1e-4], TIMES[1:]])  # 1e-4 s is an internal grid node
+    true_pH, lagged = probe_response(batch, t, tau_probe=[0.0, 30.0])
+    np.testing.assert_array_equal(lagged[0], true_pH[0])
+    np.testing.assert_allclose(lagged[1], probe_response(CASES[2][0], t, tau_probe=30.0)[1][0],
+                               atol=1e-12)
+
+
 def test_zero_lag_reads_the_true_pH():
     conditions, _ = CASES[0]
     true_pH, lagged = probe_response(conditions, TIMES, tau_probe=0.0)

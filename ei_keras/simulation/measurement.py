@@ -1,10 +1,11 @@
 """Measurement model of physics.md §6: probe lag, offset and noise on the true pH.
 
 The probe follows y' = (pH − y) / tau_probe from y(0) = pH0. The true pH is simulated on a
-fixed internal grid (geometric near t = 0, where the pH jumps, with a cap on the spacing
-later) merged with the requested times, and the response is integrated exactly assuming the
-true pH is linear between nodes. The internal grid does not depend on the requested times,
-so a reading does not depend on which other times were asked for.
+fixed internal grid (geometric near t = 0, where the pH jumps, its spacing capped later)
+and the response is carried along that grid exactly, assuming the true pH is linear
+between nodes; each reading is then one more exact step from the node before it to the
+reading time, where the true pH is simulated too. A reading therefore depends only on its
+own time, never on which other times were asked for.
 """
 
 import numpy as np
@@ -72,8 +73,8 @@ def probe_grid(t_end):
     Returns
     -------
     ndarray
-        Increasing float64 nodes starting at 0; the same nodes for every ``t_end`` up to
-        where they stop.
+        Increasing float64 nodes: 0, then every node below ``t_end``; the same nodes for
+        every ``t_end`` up to where they stop.
     """
     ratio = 10.0 ** (1.0 / NODES_PER_DECADE)
     # Geometric part until the spacing would exceed the cap, then uniform.
@@ -83,8 +84,8 @@ def probe_grid(t_end):
     uniform = geometric[-1] + MAX_NODE_SPACING_S * np.arange(
         1, max(int(np.ceil((t_end - geometric[-1]) / MAX_NODE_SPACING_S)), 0) + 1
     )
-    nodes = np.concatenate([[0.0], geometric, uniform])
-    return nodes[nodes < t_end]
+    later = np.concatenate([geometric, uniform])
+    return np.concatenate([[0.0], later[later < t_end]])
 
 
 def _check_times(t):
@@ -105,32 +106,41 @@ def _per_case(value, n, name, low=-np.inf):
     return np.broadcast_to(array, (n,))
 
 
-def _lag_response(nodes, pH, tau):
-    """Exact first-order response at ``nodes`` to ``pH`` (n, m) linear between nodes.
+def _step_coefficients(step, rate):
+    """decay = e^{-h/tau} and mean_decay = tau/h (1 - decay), the mean of e^{-s/tau} over
+    a step, for step lengths h (m,) and rates 1/tau (n,), as (m, n) arrays.
 
-    Over a step of length h from (u0, y0) to u1: y1 = decay*y0 + u1 - decay*u0
-    - mean_decay*(u1 - u0), with decay = e^{-h/tau} and mean_decay = tau/h*(1 - decay)
-    the mean of e^{-s/tau} over the step. Computed in place: these arrays are large.
+    A case without lag (rate inf) gets decay = mean_decay = 0: it reads the true pH. A step
+    of length 0 gets decay = mean_decay = 1: the reading stays put.
     """
-    # Time runs along the first axis so that each step below touches contiguous rows.
-    u = np.ascontiguousarray(pH.T)
-    with np.errstate(divide="ignore"):
-        rate = 1.0 / tau  # inf where tau = 0: the probe reads the true pH
-    steps = np.multiply(np.diff(nodes)[:, None], rate[None, :])
-    decayed = np.expm1(np.negative(steps))  # -(1 - decay), accurate for short steps
-    np.negative(decayed, out=decayed)
-    mean_decay = np.divide(decayed, steps, out=steps)
-    decay = np.subtract(1.0, decayed, out=decayed)
-    drive = np.subtract(u[1:], u[:-1])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        steps = np.multiply(step[:, None], rate[None, :])
+        steps[step == 0] = 0.0  # also where 0 * inf gave nan
+        decayed = np.expm1(np.negative(steps))  # -(1 - decay), accurate for short steps
+        np.negative(decayed, out=decayed)
+        mean_decay = np.divide(decayed, steps, out=steps)
+    mean_decay[step == 0] = 1.0
+    return np.subtract(1.0, decayed, out=decayed), mean_decay
+
+
+def _lag_along_grid(grid, pH, rate):
+    """Exact first-order response at the ``grid`` nodes, (G, n), to ``pH`` (G, n) linear
+    between nodes, starting at pH[0]. ``rate`` is 1/tau per case (inf: no lag).
+
+    Over a step from (u0, y0) to u1: y1 = decay*y0 + u1 - decay*u0 - mean_decay*(u1 - u0).
+    Time runs along the first axis so that each step touches contiguous rows.
+    """
+    decay, mean_decay = _step_coefficients(np.diff(grid), rate)
+    drive = np.subtract(pH[1:], pH[:-1])
     drive *= mean_decay
-    np.subtract(u[1:], drive, out=drive)
-    drive -= np.multiply(decay, u[:-1], out=mean_decay)
-    response = np.empty_like(u)
-    response[0] = u[0]
-    for k in range(1, len(nodes)):
+    np.subtract(pH[1:], drive, out=drive)
+    drive -= np.multiply(decay, pH[:-1], out=mean_decay)
+    response = np.empty_like(pH)
+    response[0] = pH[0]
+    for k in range(1, len(grid)):
         np.multiply(decay[k - 1], response[k - 1], out=response[k])
         response[k] += drive[k - 1]
-    return response.T
+    return response
 
 
 def probe_response(conditions, t, *, tau_probe, options=None):
@@ -157,11 +167,21 @@ def probe_response(conditions, t, *, tau_probe, options=None):
         true_pH = simulate(conditions, t, options=options)
         _per_case(tau_probe, true_pH.shape[0], "tau_probe", low=0.0)
         return true_pH, true_pH.copy()
-    nodes, inverse = np.unique(np.concatenate([probe_grid(t[-1]), t]), return_inverse=True)
-    true_nodes = simulate(conditions, nodes, options=options)
-    tau = _per_case(tau_probe, true_nodes.shape[0], "tau_probe", low=0.0)
-    output = inverse[-len(t):]
-    return true_nodes[:, output], _lag_response(nodes, true_nodes, tau)[:, output]
+    grid = probe_grid(t[-1])
+    times, inverse = np.unique(np.concatenate([grid, t]), return_inverse=True)
+    true_all = simulate(conditions, times, options=options).T
+    tau = _per_case(tau_probe, true_all.shape[1], "tau_probe", low=0.0)
+    with np.errstate(divide="ignore"):
+        rate = 1.0 / tau  # inf where tau = 0: the probe reads the true pH
+    true_grid = np.ascontiguousarray(true_all[inverse[:len(grid)]])
+    true_pH = true_all[inverse[len(grid):]]
+    lag_grid = _lag_along_grid(grid, true_grid, rate)
+    # One exact step from the last grid node at or before each reading time.
+    before = np.searchsorted(grid, t, side="right") - 1
+    decay, mean_decay = _step_coefficients(t - grid[before], rate)
+    u0, u1 = true_grid[before], true_pH
+    lagged = decay * (lag_grid[before] - u0) + u1 - mean_decay * (u1 - u0)
+    return true_pH.T, lagged.T
 
 
 def add_offset_and_noise(pH, *, pH_offset, noise_std, rng=None, add_noise=True):
