@@ -94,7 +94,7 @@ def test_lag_response_does_not_depend_on_the_output_grid(tau):
         probe_response(conditions, grid, tau_probe=tau)[1][0, -1]
         for grid in (np.linspace(0, 30, 10), np.linspace(0, 30, 1000), np.array([30.0]))
     ]
-    np.testing.assert_allclose(readings, readings[0], atol=2e-5, rtol=0)
+    np.testing.assert_allclose(readings, readings[0], atol=1e-12, rtol=0)
 
 
 def test_offset_is_added_to_every_reading_including_the_initial_one():
