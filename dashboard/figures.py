@@ -62,7 +62,7 @@ def training_figure(history, warmup_epochs=0, best_epoch=None):
         figure.add_trace(go.Scatter(x=epochs, y=rates, mode="lines+markers",
                                     name="learning rate", line=dict(color=COLORS[2], shape="hv")),
                          2, 1)
-        figure.update_yaxes(type="log", row=2, col=1)
+        figure.update_yaxes(type="log", exponentformat="e", row=2, col=1)
     if best_epoch:
         best = next((r for r in history if r["epoch"] == best_epoch), None)
         if best is not None and best.get("val_loss") is not None:
@@ -71,10 +71,10 @@ def training_figure(history, warmup_epochs=0, best_epoch=None):
                                         name="best model"), 1, 1)
     if warmup_epochs and epochs:
         for row in (1, 2):
+            label = dict(annotation_text="warmup", annotation_position="top left") \
+                if row == 1 else {}
             figure.add_vrect(x0=0.5, x1=min(warmup_epochs, max(epochs)) + 0.5, fillcolor="gray",
-                             opacity=0.12, line_width=0, row=row, col=1,
-                             annotation_text="warmup" if row == 1 else None,
-                             annotation_position="top left")
+                             opacity=0.12, line_width=0, row=row, col=1, **label)
     # Keep the first (often huge) epochs from flattening the rest of the curve.
     losses = [v for r in history for v in (r.get("loss"), r.get("val_loss"))
               if v is not None and math.isfinite(v)]
@@ -85,6 +85,8 @@ def training_figure(history, warmup_epochs=0, best_epoch=None):
         pad = 0.1 * (high - low or 1.0)
         figure.update_yaxes(range=[low - pad, high + pad], row=1, col=1)
     figure.update_xaxes(title_text="epoch", row=2, col=1)
+    if epochs and max(epochs) <= 20:
+        figure.update_xaxes(dtick=1, tick0=1)
     return _layout(figure, None, height=520)
 
 

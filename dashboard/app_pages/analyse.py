@@ -165,7 +165,7 @@ st.header("Forecast")
 columns = st.columns(3)
 threshold = columns[0].number_input("Threshold pH", value=8.5, step=0.1, format="%.2f",
                                     key="analyse_threshold")
-t_max = columns[1].number_input("Forecast until [s]", value=2000.0, step=100.0,
+t_max = columns[1].number_input("Forecast until [s]", value=2000.0, step=100.0, format="%g",
                                 key="analyse_t_max")
 n_draws = columns[2].number_input("Posterior draws", value=200, min_value=10, max_value=2000,
                                   step=50, key="analyse_draws")

@@ -52,37 +52,6 @@ else:
 
 
 # --------------------------------------------------------------------------------------
-# Generation jobs (polled while any runs)
-# --------------------------------------------------------------------------------------
-def show_jobs():
-    jobs = services.generation_jobs()
-    running_before = st.session_state.setdefault("data_running_jobs", set())
-    for job in jobs:
-        if job["state"] == services.RUNNING:
-            running_before.add(job["dir"])
-            st.progress(job["progress"], text=f"Generating **{job['name']}** "
-                        f"({job['n_samples']} samples): {job['message']}")
-        elif job["state"] == services.CRASHED:
-            cols = st.columns([6, 1])
-            cols[0].error(f"Generating {job['name']} failed: {job['message']}")
-            if cols[1].button("Dismiss", key=f"data_dismiss_{job['dir']}"):
-                services.dismiss_job(job["dir"])
-                st.rerun()
-        elif job["dir"] in running_before:  # finished since the last look
-            running_before.discard(job["dir"])
-            services.dataset_written(job)
-            st.session_state["data_just_generated"] = job["name"]
-            st.rerun()
-
-
-any_running = any(job["state"] == services.RUNNING for job in services.generation_jobs())
-st.fragment(show_jobs, run_every=1.0 if any_running else None)()
-if st.session_state.get("data_just_generated"):
-    st.success(f"Dataset {st.session_state.pop('data_just_generated')} is ready; train on it "
-               "on the Train page.", icon=":material/check_circle:")
-
-
-# --------------------------------------------------------------------------------------
 # Generation settings
 # --------------------------------------------------------------------------------------
 st.header("Generate a new dataset")
@@ -104,7 +73,8 @@ with col1:
                                       "test set than for training.")
     check({"seed": partial["seed"]})
     partial["t_max"] = st.number_input("End of the full trajectory t_max [s]",
-                                       value=defaults["t_max"], step=100.0, key="data_t_max")
+                                       value=defaults["t_max"], step=100.0, format="%g",
+                                       key="data_t_max")
     check({"t_max": partial["t_max"]})
     partial["n_times"] = st.number_input("Points on the full trajectory",
                                          value=defaults["n_times"], step=50, key="data_n_times")
@@ -213,3 +183,34 @@ if st.button("Generate", type="primary", disabled=bool(errors), key="data_genera
         st.rerun()
     except EiKerasError as error:
         st.error(str(error), icon=":material/error:")
+
+
+# --------------------------------------------------------------------------------------
+# Generation jobs (polled while any runs)
+# --------------------------------------------------------------------------------------
+def show_jobs():
+    jobs = services.generation_jobs()
+    running_before = st.session_state.setdefault("data_running_jobs", set())
+    for job in jobs:
+        if job["state"] == services.RUNNING:
+            running_before.add(job["dir"])
+            st.progress(job["progress"], text=f"Generating **{job['name']}** "
+                        f"({job['n_samples']} samples): {job['message']}")
+        elif job["state"] == services.CRASHED:
+            cols = st.columns([6, 1])
+            cols[0].error(f"Generating {job['name']} failed: {job['message']}")
+            if cols[1].button("Dismiss", key=f"data_dismiss_{job['dir']}"):
+                services.dismiss_job(job["dir"])
+                st.rerun()
+        elif job["dir"] in running_before:  # finished since the last look
+            running_before.discard(job["dir"])
+            services.dataset_written(job)
+            st.session_state["data_just_generated"] = job["name"]
+            st.rerun()
+
+
+any_running = any(job["state"] == services.RUNNING for job in services.generation_jobs())
+st.fragment(show_jobs, run_every=1.0 if any_running else None)()
+if st.session_state.get("data_just_generated"):
+    st.success(f"Dataset {st.session_state.pop('data_just_generated')} is ready; train on it "
+               "on the Train page.", icon=":material/check_circle:")

@@ -167,4 +167,5 @@ def run_panel():
         st.rerun()
 
 
-run_panel()
+with st.container(key="train_run_panel"):
+    run_panel()
