@@ -302,6 +302,16 @@ def load_trajectories_cached(path):
     return _trajectories(str(path), _mtime(path))
 
 
+def suggest_name(stem="dataset") -> str:
+    """A dataset name not used in the workspace yet: ``dataset``, ``dataset2``, …"""
+    taken = {path.stem for path in datasets_dir().glob("*.h5")}
+    taken |= {job["name"] for job in generation_jobs() if job["state"] == RUNNING}
+    number = 1
+    while (name := stem if number == 1 else f"{stem}{number}") in taken:
+        number += 1
+    return name
+
+
 def clean_name(name) -> tuple[str | None, str | None]:
     """A safe file stem from a user's dataset name, or ``(None, message)``."""
     stem = str(name).strip()
@@ -659,7 +669,6 @@ def run_info(run_dir) -> dict:
         elif info["stop_requested"]:
             info["detail"] = "stopping at the end of the current batch…"
         return info
-    log = read_log(run_dir / "train.log")
     if state in ("finished", "early_stopped"):
         info["state"] = FINISHED
         if state == "early_stopped":
@@ -668,11 +677,12 @@ def run_info(run_dir) -> dict:
         info["state"] = STOPPED
     else:
         info["state"] = CRASHED
+        log = read_log(run_dir / "train.log")
         if state == "failed" and status.get("message"):
             info["message"] = f"training failed: {status['message']}"
         else:
             info["message"] = readable_error(log, _exit_code(run_dir))
-    info["log_tail"] = log_tail(log)
+        info["log_tail"] = log_tail(log)
     return info
 
 

@@ -59,7 +59,7 @@ partial = {}
 col1, col2, col3 = st.columns(3)
 with col1:
     st.subheader("Size")
-    name = st.text_input("Dataset name", value="dataset", key="data_name",
+    name = st.text_input("Dataset name", value=services.suggest_name(), key="data_name",
                          help="Written as <name>.h5 in the workspace's datasets folder.")
     name_stem, name_problem = services.clean_name(name)
     if name_problem:
