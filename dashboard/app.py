@@ -39,6 +39,9 @@ pages = [
     st.Page("app_pages/analyse.py", title="Analyse", icon=":material/query_stats:",
             url_path="analyse"),
 ]
+if services.compare_available():
+    pages.append(st.Page("app_pages/compare.py", title="Compare", icon=":material/compare:",
+                         url_path="compare"))
 page = st.navigation(pages)
 st.sidebar.caption(f"Workspace: `{services.workspace()}`  \n"
                    f"(set `{services.WORKSPACE_ENV}` to use another folder)")

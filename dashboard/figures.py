@@ -24,6 +24,14 @@ def _layout(figure, title, height=380, **kwargs):
     return figure
 
 
+def _rate_axis(figure, rates, row, col):
+    """Log axis for learning rates spanning over a decade, else linear; ticks as 1e-3."""
+    rates = [v for v in rates if v is not None and v > 0]
+    log = bool(rates) and max(rates) / min(rates) > 10
+    figure.update_yaxes(type="log" if log else "linear", exponentformat="e",
+                        tickformat=None if log else ".1e", row=row, col=col)
+
+
 def preview_figure(preview, prefix_length):
     """Full trajectories (true pH, measured readings) and one prefix of a few cases."""
     figure = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45], subplot_titles=(
@@ -62,7 +70,7 @@ def training_figure(history, warmup_epochs=0, best_epoch=None):
         figure.add_trace(go.Scatter(x=epochs, y=rates, mode="lines+markers",
                                     name="learning rate", line=dict(color=COLORS[2], shape="hv")),
                          2, 1)
-        figure.update_yaxes(type="log", exponentformat="e", row=2, col=1)
+        _rate_axis(figure, rates, 2, 1)
     if best_epoch:
         best = next((r for r in history if r["epoch"] == best_epoch), None)
         if best is not None and best.get("val_loss") is not None:
@@ -215,3 +223,26 @@ def calibration_figure(evaluation, names):
     figure.update_yaxes(title_text="observed coverage [%]", range=[0, 100])
     return _layout(figure, "Calibration: how often the intervals contain the truth",
                    height=460)
+
+
+def comparison_figure(results, current=None):
+    """Validation NLL and learning rate per epoch of every compared run (warmup visible)."""
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("Validation NLL", "Learning rate"))
+    series = [(r["name"], r.get("val_loss") or [], r.get("learning_rate") or [], "solid")
+              for r in results]
+    if current and current.get("history"):
+        history = current["history"]
+        series.append((f"{current['name']} (training)", [h.get("val_loss") for h in history],
+                       [h.get("learning_rate") for h in history], "dot"))
+    for i, (name, val_loss, rates, dash) in enumerate(series):
+        color = COLORS[i % len(COLORS)]
+        epochs = list(range(1, len(val_loss) + 1))
+        figure.add_trace(go.Scatter(x=epochs, y=val_loss, mode="lines+markers", name=name,
+                                    legendgroup=name, marker=dict(size=4),
+                                    line=dict(color=color, dash=dash)), 1, 1)
+        figure.add_trace(go.Scatter(x=epochs, y=rates, mode="lines+markers", name=name,
+                                    legendgroup=name, showlegend=False, marker=dict(size=4),
+                                    line=dict(color=color, dash=dash, shape="hv")), 1, 2)
+    figure.update_xaxes(title_text="epoch")
+    _rate_axis(figure, [v for _, _, rates, _ in series for v in rates], 1, 2)
+    return _layout(figure, "Baseline vs improved: training curves", height=480)

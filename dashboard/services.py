@@ -1000,3 +1000,125 @@ def prior_midpoints() -> dict:
         values[name] = math.sqrt(low * high) if name == "activity" else (low + high) / 2
     return values
 
+
+
+# ---------------------------------------------------------------------------------------
+# Recipe comparison (``ei-keras compare``)
+# ---------------------------------------------------------------------------------------
+
+def compare_available() -> bool:
+    """Whether this ei_keras has the ``compare`` command."""
+    from ei_keras import cli
+
+    return "compare" in getattr(cli, "SUBCOMMANDS", ())
+
+
+def comparisons_dir() -> Path:
+    return _sub("comparisons")
+
+
+def planned_comparison_runs(prefix_lengths, presets, ablation_prefix=30.0) -> list[str] | None:
+    """Names of the runs a comparison will train (None if this ei_keras cannot say)."""
+    try:
+        from ei_keras.evaluation.compare import planned_runs
+    except ImportError:
+        return None
+    lengths = [float(v) for v in prefix_lengths]
+    if ablation_prefix not in lengths and lengths:
+        ablation_prefix = lengths[0]
+    return [run[0] for run in planned_runs(lengths, list(presets), False, ablation_prefix)]
+
+
+def comparison_error(data, test_data, prefix_lengths, presets) -> str | None:
+    """Why a comparison cannot start with these choices, or None."""
+    if not presets:
+        return "choose at least one preset"
+    if not prefix_lengths:
+        return "choose at least one prefix length"
+    if data is None or test_data is None:
+        return "choose a training and a test dataset"
+    if Path(data["path"]) == Path(test_data["path"]):
+        return ("the test dataset must differ from the training dataset (generate one with "
+                "another seed on the Data page)")
+    missing = [v for v in prefix_lengths
+               if not any(math.isclose(v, w) for w in test_data["prefix_lengths"])]
+    if missing:
+        return (f"the test dataset {test_data['name']} has no "
+                f"{', '.join(f'{v:g}' for v in missing)} s prefix")
+    return None
+
+
+def start_comparison(data, test_data, prefix_lengths, presets, *, epochs=None,
+                     max_samples=None) -> Path:
+    """Launch ``ei-keras compare`` in its own process and directory; the directory."""
+    problem = comparison_error(data, test_data, prefix_lengths, presets)
+    if problem:
+        raise EiKerasError(problem)
+    out = _unique_dir(comparisons_dir(), "compare")
+    lengths = [f"{float(v):g}" for v in prefix_lengths]
+    argv = [sys.executable, "-m", "ei_keras.cli", "compare", "--data", data["path"],
+            "--test-data", test_data["path"], "--prefix-lengths", *lengths,
+            "--presets", *presets, "--out", str(out), "--quiet"]
+    if epochs:
+        argv += ["--epochs", str(int(epochs))]
+    if max_samples:
+        argv += ["--max-samples", str(int(max_samples))]
+    planned = planned_comparison_runs(prefix_lengths, presets)
+    _launch(argv, out, "compare.log", {
+        "kind": "compare", "dataset_name": data["name"], "test_name": test_data["name"],
+        "prefix_lengths": [float(v) for v in prefix_lengths], "presets": list(presets),
+        "epochs": epochs, "max_samples": max_samples, "planned": planned})
+    return out
+
+
+def comparison_info(out_dir) -> dict:
+    """State, finished results and the run in progress of one comparison directory."""
+    out_dir = Path(out_dir)
+    meta = _read_json(out_dir / "job.json", {}) or {}
+    results = _read_json(out_dir / "results.json", []) or []
+    planned = meta.get("planned")
+    info = {"id": out_dir.name, "dir": str(out_dir), "results": results, "planned": planned,
+            "dataset": meta.get("dataset_name", "?"), "test": meta.get("test_name", "?"),
+            "message": None, "current": None}
+    if _job_alive(out_dir, meta):
+        info["state"] = RUNNING
+        done = {r["name"] for r in results}
+        runs = out_dir / "runs"
+        if runs.is_dir():
+            active = [d for d in runs.iterdir() if d.is_dir() and d.name not in done]
+            if active:
+                current = max(active, key=lambda d: _mtime(d / "history.jsonl") or _mtime(d))
+                info["current"] = {"name": current.name, "history": read_history(current)}
+    elif _exit_code(out_dir) in (0, None) and (out_dir / "table.md").exists():
+        info["state"] = FINISHED
+    else:
+        info["state"] = CRASHED
+        info["message"] = readable_error(read_log(out_dir / "compare.log"), _exit_code(out_dir))
+    return info
+
+
+def list_comparisons() -> list[dict]:
+    """Comparisons made from the dashboard (and ``./comparison``, the command's default)."""
+    dirs = sorted((d for d in comparisons_dir().iterdir()
+                   if d.is_dir() and ((d / "job.json").exists() or (d / "results.json").exists())),
+                  key=lambda d: d.name, reverse=True)
+    default = Path("comparison").resolve()
+    if (default / "results.json").exists():
+        dirs.append(default)
+    return [comparison_info(d) for d in dirs]
+
+
+def comparison_rows(results) -> list[dict]:
+    """One table row per compared run: training curve summary and test metrics."""
+    rows = []
+    for r in results:
+        row = {"run": r["name"], "status": r.get("status"), "epochs": r.get("epochs"),
+               "best val NLL": r.get("best_val_nll"), "final val NLL": r.get("final_val_nll"),
+               "epochs to converge": r.get("epochs_to_converge"),
+               "share of epochs val rose": r.get("val_rises")}
+        for name, metrics in (r.get("test") or {}).items():
+            short = "log10 activity" if name == "activity" else name
+            row[f"{short} R²"] = metrics.get("r2")
+            row[f"{short} 90 % coverage"] = metrics.get("coverage90")
+        rows.append(row)
+    return rows

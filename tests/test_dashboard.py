@@ -354,6 +354,36 @@ def test_generate_train_analyse_with_subprocesses(workspace):
             "analyse_calibration_chart"} <= chart_keys(at)
 
 
+def test_compare_page_runs_a_tiny_comparison(workspace):
+    if not services.compare_available():
+        pytest.skip("this ei_keras has no compare command, so the dashboard has no Compare page")
+    at = app("compare")
+    assert_clean(at)
+    assert "test dataset" in messages(at.info)
+    for name, seed in (("tiny_test", 4), ("tiny_train", 3)):
+        generate_dataset(dict(TINY, seed=seed), workspace / "datasets" / f"{name}.h5",
+                         workers=1, progress=False)
+    at.run()
+    at.selectbox(key="compare_data").set_value("tiny_train").run()
+    at.selectbox(key="compare_test").set_value("tiny_train").run()
+    assert "must differ" in messages(at.error)
+    assert at.button(key="compare_start").disabled
+    at.selectbox(key="compare_test").set_value("tiny_test").run()
+    at.multiselect(key="compare_lengths").set_value([10.0]).run()
+    at.multiselect(key="compare_presets").set_value(["improved"]).run()
+    at.number_input(key="compare_epochs").set_value(1).run()
+    at.button(key="compare_start").click().run()
+    assert_clean(at)
+    info = wait_for(lambda: next((c for c in services.list_comparisons()
+                                  if c["state"] != services.RUNNING), None), TIMEOUT, "compare")
+    assert info["state"] == services.FINISHED, info["message"]
+    at.run()
+    assert_clean(at)
+    table = at.dataframe[0].value
+    assert table["run"].tolist()[0] == "improved-10s" and len(table) == len(info["planned"])
+    assert "compare_chart" in chart_keys(at)
+
+
 # ---------------------------------------------------------------------------------------
 # Figures (no Streamlit)
 # ---------------------------------------------------------------------------------------
@@ -363,6 +393,9 @@ def test_figures_build_from_plain_data():
                for e in range(1, 8)]
     figure = figures.training_figure(history, warmup_epochs=3, best_epoch=7)
     assert {trace.name for trace in figure.data} >= {"loss", "val_loss", "learning rate"}
+    assert figure.layout.yaxis2.type == "linear"  # one rate: no log axis over nothing
+    history[-1]["learning_rate"] = 1e-5
+    assert figures.training_figure(history).layout.yaxis2.type == "log"
     posterior = {"activity": {"median": 0.1, "lo50": 0.05, "hi50": 0.2, "lo90": 0.02,
                               "hi90": 0.5, "lo95": 0.01, "hi95": 1.0}}
     figure = figures.posterior_figure(posterior, {"activity": 0.12})
