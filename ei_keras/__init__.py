@@ -13,7 +13,7 @@ from ei_keras.errors import EiKerasError  # noqa: E402
 from ei_keras.simulation import simulate  # noqa: E402
 from ei_keras.data import generate_dataset, load_prefix, load_trajectories  # noqa: E402
 from ei_keras.simulation.measurement import get_adaptive_prefix_n_points  # noqa: E402
-from ei_keras import callbacks, layers, losses  # noqa: E402
+from ei_keras import callbacks, layers, losses, optimizers  # noqa: E402
 from ei_keras.models import build_model  # noqa: E402
 from ei_keras.inference import (  # noqa: E402
     default_model_path,
@@ -34,6 +34,7 @@ __all__ = [
     "callbacks",
     "layers",
     "losses",
+    "optimizers",
     "build_model",
     "default_model_path",
     "fit_least_squares",
