@@ -11,7 +11,7 @@ import sys
 
 from ei_keras.errors import EiKerasError
 
-SUBCOMMANDS = ["generate", "demo", "infer", "evaluate"]
+SUBCOMMANDS = ["generate", "demo", "infer", "evaluate", "train"]
 
 
 def build_parser() -> argparse.ArgumentParser:
