@@ -5,9 +5,7 @@ The pages run in this process (AppTest); dataset generation and training run as 
 """
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path

@@ -205,9 +205,10 @@ if dataset is not None:
                "estimates recover the truth, and do the intervals contain it as often as they "
                "claim? For an honest test, use a dataset generated with a different seed than "
                "the training data.")
-    n_cases = st.slider("Cases", min_value=min(20, dataset["n_samples"]),
-                        max_value=min(2000, dataset["n_samples"]),
-                        value=min(300, dataset["n_samples"]), step=10, key="analyse_n_cases")
+    n_cases = dataset["n_samples"]
+    if n_cases > 20:
+        n_cases = st.slider("Cases", min_value=10, max_value=min(2000, n_cases),
+                            value=min(300, n_cases), step=10, key="analyse_n_cases")
     try:
         with st.spinner(f"Running the model on {n_cases} cases…"):
             evaluation = services.evaluation(model_path, dataset["path"], data_prefix, n_cases)

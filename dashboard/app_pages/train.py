@@ -27,19 +27,18 @@ if not datasets:
 
 col1, col2 = st.columns(2)
 with col1:
-    names = [d["name"] for d in datasets]
-    dataset_name = st.selectbox("Dataset", names, key="train_dataset",
-                                format_func=lambda n: f"{n} ({next(d for d in datasets if d['name'] == n)['n_samples']} samples)")
-    dataset = next(d for d in datasets if d["name"] == dataset_name)
+    by_name = {d["name"]: d for d in datasets}
+    dataset_name = st.selectbox("Dataset", list(by_name), key="train_dataset",
+                                format_func=lambda n: f"{n} ({by_name[n]['n_samples']} samples)")
+    dataset = by_name[dataset_name]
     lengths = dataset["prefix_lengths"]
     prefix_length = st.selectbox("Prefix length [s]", lengths, key="train_prefix",
                                  index=lengths.index(30.0) if 30.0 in lengths else 0,
                                  format_func=lambda v: f"{v:g} s")
 with col2:
-    preset = st.radio("Preset", services.presets(), key="train_preset", horizontal=True,
-                      index=services.presets().index("improved")
-                      if "improved" in services.presets() else 0,
-                      captions=None)
+    choices = services.presets()
+    preset = st.radio("Preset", choices, key="train_preset", horizontal=True,
+                      index=choices.index("improved") if "improved" in choices else 0)
     st.caption("**improved**: compact network, weighted (attention) pooling, AdamW, warmup and "
                "plateau cuts. **baseline**: the old recipe (full-size network, average "
                "pooling, no warmup).")
