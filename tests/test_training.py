@@ -144,3 +144,15 @@ def test_cli_training_stops_cleanly_on_the_stop_file(tmp_path, tiny_h5):
     assert status["state"] == "stopped" and 2 <= status["epoch"] < 500
     assert (run / "best.keras").exists() and (run / "final.keras").exists()
     assert len(read_history(run)) == status["epoch"]
+
+
+def test_custom_fit_example_runs():
+    """examples/custom_fit.py: our layer, loss and callbacks in a user's own model.fit."""
+    example = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "custom_fit.py")
+    done = subprocess.run(
+        [sys.executable, example, "--samples", "120", "--steps", "20", "--epochs", "3",
+         "--warmup-epochs", "2"], env=dict(os.environ, OMP_NUM_THREADS="1"),
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "learning rate per epoch: 5.00e-04, 1.00e-03, 1.00e-03" in done.stdout
+    assert "sum to [1.0, 1.0, 1.0]" in done.stdout
