@@ -1,6 +1,7 @@
 """Data page: configure the simulator's dataset, preview it, generate it, list datasets."""
 
 import json
+import time
 
 import pandas as pd
 import streamlit as st
@@ -205,12 +206,13 @@ def show_jobs():
         elif job["dir"] in running_before:  # finished since the last look
             running_before.discard(job["dir"])
             services.dataset_written(job)
-            st.session_state["data_just_generated"] = job["name"]
+            st.session_state["data_just_generated"] = (job["name"], time.time())
             st.rerun()
 
 
 any_running = any(job["state"] == services.RUNNING for job in services.generation_jobs())
 st.fragment(show_jobs, run_every=1.0 if any_running else None)()
-if st.session_state.get("data_just_generated"):
-    st.success(f"Dataset {st.session_state.pop('data_just_generated')} is ready; train on it "
-               "on the Train page.", icon=":material/check_circle:")
+generated, when = st.session_state.get("data_just_generated") or (None, 0.0)
+if generated and time.time() - when < 120:  # stays through a few reruns, then goes
+    st.success(f"Dataset {generated} is ready (listed at the top); train on it on the Train "
+               "page.", icon=":material/check_circle:")
