@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 
 run: install
-	$(BIN)/ei-keras demo
+	$(BIN)/streamlit run dashboard/app.py
 
 test: test-torch test-jax
 

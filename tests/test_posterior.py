@@ -128,3 +128,13 @@ def test_infer_rejects_a_foreign_file(tmp_path):
     bogus.write_bytes(b"definitely not a zip archive")
     with pytest.raises(EiKerasError, match="not a readable ei_keras model"):
         infer(bogus, [0, 1, 2], [7, 7, 7], KNOWN)
+
+
+def test_draws_from_a_very_wide_posterior_stay_simulable():
+    from ei_keras.inference.posterior import draw_latents
+    decoded = {"activity": {"loc": np.array([0.0]), "scale": np.array([5.0]), "transform": "log10"},
+               "k_d": {"loc": np.array([0.0]), "scale": np.array([1.0]), "transform": "identity"}}
+    draws = draw_latents(decoded, 500, np.random.default_rng(0))[0]
+    assert draws["activity"].max() <= 1000 and draws["k_d"].min() >= 0
+    out = forecast_from_draws(KNOWN, draws, np.linspace(0, 2000, 11))
+    assert np.all(np.isfinite(out["median"]))

@@ -16,10 +16,12 @@ from ei_keras.inference.least_squares import predict_readings, validate_known, v
 from ei_keras.layers.gaussian_posterior import inverse_transform
 from ei_keras.models import decode_predictions, model_info
 from ei_keras.simulation import KNOWN_NAMES
+from ei_keras.simulation.simulator import CONDITION_LIMITS
 
 INTERVALS = (50, 90, 95)
-# Physical lower bounds that a Gaussian draw may cross (clipped there).
-NON_NEGATIVE = ("activity", "k_d", "tau_probe")
+# Where a Gaussian draw may leave what the simulator accepts, it is clipped to these.
+DRAW_LIMITS = {"activity": CONDITION_LIMITS["activity"], "k_d": CONDITION_LIMITS["k_d"],
+               "tau_probe": (0.0, 3600.0), "pH_offset": (-2.0, 2.0)}
 
 
 def load_model(model_or_path):
@@ -147,7 +149,7 @@ def draw_latents(decoded, n_draws, rng) -> list:
         trace = {}
         for j, (name, d) in enumerate(decoded.items()):
             values = inverse_transform(d["transform"], d["loc"][row] + z[:, j] * d["scale"][row])
-            trace[name] = np.maximum(values, 0.0) if name in NON_NEGATIVE else values
+            trace[name] = np.clip(values, *DRAW_LIMITS.get(name, (-np.inf, np.inf)))
         draws.append(trace)
     return draws
 

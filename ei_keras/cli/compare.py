@@ -1,0 +1,39 @@
+"""``ei-keras compare``: the baseline and improved recipes side by side."""
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "compare", help="train baseline and improved recipes and compare them",
+        description="Train both recipes for each prefix length (and the improved one on "
+        "adaptive-points data when given), plus pooling and variance-penalty ablations; score "
+        "every best model on a held-out test set; write results.json, table.md, compare.html.")
+    parser.add_argument("--data", required=True, metavar="FILE.h5", help="training dataset")
+    parser.add_argument("--test-data", required=True, metavar="TEST.h5",
+                        help="held-out dataset (different seed) with the same prefix lengths")
+    parser.add_argument("--adaptive-data", metavar="FILE.h5",
+                        help="training dataset generated with --adaptive-n-points")
+    parser.add_argument("--prefix-lengths", type=float, nargs="+", default=[10, 30, 60, 300])
+    parser.add_argument("--presets", nargs="+", default=["baseline", "improved"],
+                        choices=("baseline", "improved"))
+    parser.add_argument("--ablation-prefix", type=float, default=30.0,
+                        help="prefix length of the pooling / variance-penalty ablations")
+    parser.add_argument("--out", default="comparison", metavar="DIR")
+    parser.add_argument("--epochs", type=int, help="maximum epochs of every run")
+    parser.add_argument("--max-samples", type=int, help="use only the first N samples")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def run(args):
+    from ei_keras.evaluation.compare import compare
+
+    overrides = {key: value for key, value in (("epochs", args.epochs),
+                                               ("max_samples", args.max_samples))
+                 if value is not None}
+    results = compare(args.data, args.out, prefix_lengths=tuple(args.prefix_lengths),
+                      presets=tuple(args.presets), test_data=args.test_data,
+                      adaptive_data=args.adaptive_data, ablation_prefix=args.ablation_prefix,
+                      progress=not args.quiet, **overrides)
+    from ei_keras.evaluation.compare import results_table
+    print(results_table(results))
+    print(f"wrote {args.out}/results.json, table.md and compare.html")
