@@ -16,6 +16,8 @@ its own: :func:`decode_predictions` reads them back from the model.
 """
 
 import math
+import os
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -221,6 +223,37 @@ def build_model(normalization=None, *, filters=(32, 48, 64), kernel_size=3, dila
     return keras.Model(
         inputs={"pH": ph_in, "t": t_in, "known": known_in},
         outputs={"posterior": posterior, "attention": attention}, name=name)
+
+
+def save_model(model, path):
+    """Save ``model`` as a ``.keras`` file that loads cleanly under every backend.
+
+    Keras writes the saving backend's *resolved* ``jit_compile`` into the file (True after
+    compiling with ``"auto"`` on jax), and a jax-saved file then runs ``torch.compile``
+    (minutes on CPU) at its first predict under torch. This writes ``"auto"`` instead, so
+    each backend resolves it for itself. The file is written aside and renamed into place,
+    so a reader never sees half a file.
+
+    Args:
+        model: a Keras model (compiled or not).
+        path: destination ending in ``.keras``.
+
+    Returns:
+        the path, as a ``pathlib.Path``.
+    """
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(f"path must end in .keras; got {os.fspath(path)!r}")
+    compile_config = getattr(getattr(model, "_compile_config", None), "config", None)
+    if isinstance(compile_config, dict) and "jit_compile" in compile_config:
+        compile_config["jit_compile"] = "auto"
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def posterior_layer(model):

@@ -32,7 +32,13 @@ import numpy as np
 from ei_keras.callbacks import HistoryLogger, LinearWarmup, PlateauAfterWarmup, StopOnFile
 from ei_keras.errors import EiKerasError
 from ei_keras.losses import RegularizedGaussianNLL
-from ei_keras.models import ARCHITECTURES, architecture_kwargs, build_model, fit_normalization
+from ei_keras.models import (
+    ARCHITECTURES,
+    architecture_kwargs,
+    build_model,
+    fit_normalization,
+    save_model,
+)
 from ei_keras.optimizers import AdamW
 
 PRESETS = {
@@ -203,12 +209,6 @@ def _write_json(path, payload):
     os.replace(tmp, path)
 
 
-def _save_model(model, path):
-    tmp = Path(path).with_name(f".{Path(path).stem}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
-
-
 def read_history(run_dir):
     """The epochs recorded in ``run_dir/history.jsonl`` (a list of dicts; [] if none)."""
     path = Path(run_dir) / "history.jsonl"
@@ -280,8 +280,8 @@ class _RunRecorder(keras.callbacks.Callback):
         val_loss = float(logs.get("val_loss", logs.get("loss")))
         if val_loss < self.best_val_loss:
             self.best_val_loss, self.best_epoch = val_loss, epoch + 1
-            _save_model(self.model, self.run_dir / "best.keras")
-        _save_model(self.model, self.run_dir / "last.keras")
+            save_model(self.model, self.run_dir / "best.keras")
+        save_model(self.model, self.run_dir / "last.keras")
         self.status("running", plateau=self.plateau.get_state(),
                     early_stopping=self.early_stopping.get_state())
 
@@ -456,7 +456,7 @@ def train(data, prefix_length, preset="improved", out_dir=None, *, resume=False,
     else:
         status = "finished"
     if final_path is not None:
-        _save_model(model, final_path)
+        save_model(model, final_path)
     recorder.status(status, plateau=plateau.get_state(), early_stopping=early_stopping.get_state(),
                     message="loss became NaN; best.keras holds the last good model"
                     if status == "failed" else None)
