@@ -9,11 +9,11 @@ from ei_keras.evaluation.compare import compare, history_summary, planned_runs
 
 
 def test_plan_covers_presets_adaptive_and_ablations():
-    names = [run[0] for run in planned_runs((10, 30), ("baseline", "improved"), True, 30)]
+    names = [run[0] for run in planned_runs((10, 30), ("baseline", "improved"), {10, 30}, 30)]
     assert names == ["baseline-10s", "improved-10s", "improved-adaptive-10s", "baseline-30s",
                      "improved-30s", "improved-adaptive-30s",
                      "improved-average-pooling-30s", "improved-no-variance-penalty-30s"]
-    ablations = planned_runs((30,), ("improved",), False, 30)[1:]
+    ablations = planned_runs((30,), ("improved",), set(), 30)[1:]
     assert [run[4] for run in ablations] == [{"pooling": "average"}, {"variance_weight": 0.0}]
 
 

@@ -12,6 +12,8 @@ def add_parser(subparsers):
                         help="held-out dataset (different seed) with the same prefix lengths")
     parser.add_argument("--adaptive-data", metavar="FILE.h5",
                         help="training dataset generated with --adaptive-n-points")
+    parser.add_argument("--adaptive-test-data", metavar="TEST.h5",
+                        help="held-out adaptive-points dataset (needed with --adaptive-data)")
     parser.add_argument("--prefix-lengths", type=float, nargs="+", default=[10, 30, 60, 300])
     parser.add_argument("--presets", nargs="+", default=["baseline", "improved"],
                         choices=("baseline", "improved"))
@@ -32,7 +34,8 @@ def run(args):
                  if value is not None}
     results = compare(args.data, args.out, prefix_lengths=tuple(args.prefix_lengths),
                       presets=tuple(args.presets), test_data=args.test_data,
-                      adaptive_data=args.adaptive_data, ablation_prefix=args.ablation_prefix,
+                      adaptive_data=args.adaptive_data,
+                      adaptive_test_data=args.adaptive_test_data, ablation_prefix=args.ablation_prefix,
                       progress=not args.quiet, **overrides)
     from ei_keras.evaluation.compare import results_table
     print(results_table(results))

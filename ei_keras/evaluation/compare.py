@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ei_keras.data import load_prefix
+from ei_keras.errors import EiKerasError
 from ei_keras.evaluation.evaluate import decode_dataset, write_atomically
 from ei_keras.evaluation.metrics import posterior_metrics
 from ei_keras.inference.posterior import load_model
@@ -22,13 +23,16 @@ from ei_keras.layers.gaussian_posterior import forward_transform
 from ei_keras.training import train
 
 
-def planned_runs(prefix_lengths, presets, adaptive, ablation_prefix):
-    """(name, prefix length, preset, uses adaptive data, training overrides) of each run."""
+def planned_runs(prefix_lengths, presets, adaptive_lengths, ablation_prefix):
+    """(name, prefix length, preset, uses adaptive data, training overrides) of each run.
+
+    ``adaptive_lengths``: prefix lengths where the adaptive dataset has more readings.
+    """
     runs = []
     for length in prefix_lengths:
         for preset in presets:
             runs.append((f"{preset}-{length:g}s", length, preset, False, {}))
-        if adaptive and "improved" in presets:
+        if length in adaptive_lengths and "improved" in presets:
             runs.append((f"improved-adaptive-{length:g}s", length, "improved", True, {}))
     if ablation_prefix is not None and "improved" in presets:
         runs.append((f"improved-average-pooling-{ablation_prefix:g}s", ablation_prefix,
@@ -59,19 +63,28 @@ def history_summary(history):
 
 def compare(data, out_dir, *, prefix_lengths=(10, 30, 60, 300),
             presets=("baseline", "improved"), test_data, adaptive_data=None,
-            ablation_prefix=30, progress=True, **train_overrides):
+            adaptive_test_data=None, ablation_prefix=30, progress=True, **train_overrides):
     """Train and score every planned run; write results.json, table.md, compare.html.
 
+    Adaptive-points runs (on ``adaptive_data``, scored on ``adaptive_test_data``) are
+    planned only for prefix lengths where that data has more readings than ``data``.
     ``train_overrides`` (e.g. ``epochs=20, max_samples=5000``) apply to every run, so the
     comparison can be sized to the machine.
     """
+    adaptive_lengths = set()
+    if adaptive_data is not None:
+        if adaptive_test_data is None:
+            raise EiKerasError("adaptive runs need adaptive_test_data: a held-out set "
+                               "generated with --adaptive-n-points and a different seed")
+        adaptive_lengths = {length for length in prefix_lengths
+                            if _n_points(adaptive_data, length) > _n_points(data, length)}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if ablation_prefix is not None and ablation_prefix not in prefix_lengths:
         ablation_prefix = prefix_lengths[0]
     results = []
     for name, length, preset, adaptive, overrides in planned_runs(
-            prefix_lengths, presets, adaptive_data is not None, ablation_prefix):
+            prefix_lengths, presets, adaptive_lengths, ablation_prefix):
         source = adaptive_data if adaptive else data
         result = train(source, length, preset, out_dir / "runs" / name,
                        verbose=1 if progress else 0, **{**train_overrides, **overrides})
@@ -80,12 +93,18 @@ def compare(data, out_dir, *, prefix_lengths=(10, 30, 60, 300),
                   "run_dir": str(result.run_dir), **history_summary(result.history),
                   "learning_rate": [row["learning_rate"] for row in result.history],
                   "val_loss": [row["val_loss"] for row in result.history]}
-        record["test"] = _test_metrics(result.best_path, test_data, length)
+        record["n_points"] = _n_points(source, length)
+        record["test"] = _test_metrics(result.best_path,
+                                       adaptive_test_data if adaptive else test_data, length)
         results.append(record)
         write_atomically(out_dir / "results.json", json.dumps(results, indent=2))
     write_atomically(out_dir / "table.md", results_table(results))
     write_atomically(out_dir / "compare.html", comparison_page(results))
     return results
+
+
+def _n_points(path, prefix_length):
+    return int(load_prefix(path, prefix_length).pH.shape[1])
 
 
 def _test_metrics(model_path, test_data, prefix_length):
@@ -99,14 +118,14 @@ def _test_metrics(model_path, test_data, prefix_length):
 
 def results_table(results):
     """Markdown table, one row per run."""
-    header = ("| run | epochs | best val NLL | final val NLL | epochs to converge | val rises "
+    header = ("| run | readings | epochs | best val NLL | final val NLL | epochs to converge | val rises "
               "| log10 activity R² | act. cov90 | k_d R² | k_d cov90 |\n"
-              "|---|---|---|---|---|---|---|---|---|---|\n")
+              "|---|---|---|---|---|---|---|---|---|---|---|\n")
     rows = []
     for r in results:
         activity, k_d = r["test"]["activity"], r["test"]["k_d"]
         rows.append(
-            f"| {r['name']} | {r['epochs']} | {r['best_val_nll']:.3f} | {r['final_val_nll']:.3f} "
+            f"| {r['name']} | {r['n_points']} | {r['epochs']} | {r['best_val_nll']:.3f} | {r['final_val_nll']:.3f} "
             f"| {r['epochs_to_converge']} | {r['val_rises']:.2f} | {activity['r2']:.3f} "
             f"| {activity['coverage90']:.2f} | {k_d['r2']:.3f} | {k_d['coverage90']:.2f} |")
     return header + "\n".join(rows) + "\n"
