@@ -8,6 +8,10 @@ user has chosen one through ``KERAS_BACKEND``.
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
+# One OpenMP thread unless the user chose otherwise: on the 2-core machines we measured,
+# torch's intra-op threads made the compact model 5x slower to train and conv1d calls of
+# single-trace inference 300x slower (spinning threads on tiny ops). Read at torch import.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from ei_keras.errors import EiKerasError  # noqa: E402
 from ei_keras.simulation import simulate  # noqa: E402
