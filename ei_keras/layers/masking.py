@@ -38,8 +38,11 @@ def detach_mask(x):
     return x
 
 
-def _pad_steps(x, pad):
-    widths = [[0, 0], [0, pad]] + [[0, 0]] * (len(x.shape) - 2)
+def _pad_axis(x, axis, pad):
+    if pad == 0:
+        return x
+    widths = [[0, 0] for _ in x.shape]
+    widths[axis] = [0, pad]
     return ops.pad(x, widths)
 
 
@@ -53,13 +56,14 @@ def downsample_mask(mask, pool_size):
         return keras.KerasTensor((batch, steps), dtype="bool")
     steps = ops.shape(mask)[1]
     pad = (-steps) % pool_size
-    valid = _pad_steps(ops.cast(mask, "int32"), pad)
+    valid = _pad_axis(ops.cast(mask, "int32"), 1, pad)
     blocks = ops.reshape(valid, (-1, (steps + pad) // pool_size, pool_size))
     return ops.sum(blocks, axis=2) > 0
 
 
-def masked_average_downsample(x, mask, pool_size):
-    """Average ``pool_size`` consecutive steps of ``(batch, steps, channels)``.
+def masked_average_downsample(x, mask, pool_size, channels_first=False):
+    """Average ``pool_size`` consecutive steps of ``(batch, steps, channels)`` (or of
+    ``(batch, channels, steps)`` with ``channels_first``).
 
     Only valid steps enter each average; a final partial block averages what it has.
     Returns ``(downsampled, mask)`` with ``ceil(steps / pool_size)`` steps; the mask is
@@ -67,15 +71,21 @@ def masked_average_downsample(x, mask, pool_size):
     """
     if pool_size == 1:
         return x, mask
-    steps, channels = ops.shape(x)[1], ops.shape(x)[2]
+    time_axis = 2 if channels_first else 1
+    steps, channels = ops.shape(x)[time_axis], ops.shape(x)[3 - time_axis]
     pad = (-steps) % pool_size
     blocks = (steps + pad) // pool_size
     if mask is None:
-        valid = ops.ones_like(x[..., 0])
+        valid = ops.ones((1, steps), x.dtype)
     else:
         valid = ops.cast(mask, x.dtype)
-    total = ops.reshape(_pad_steps(x * valid[..., None], pad), (-1, blocks, pool_size, channels))
-    count = ops.reshape(_pad_steps(valid, pad), (-1, blocks, pool_size))
-    count = ops.sum(count, axis=2)
-    mean = ops.sum(total, axis=2) / ops.maximum(count, 1.0)[..., None]
+    weights = valid[:, None, :] if channels_first else valid[..., None]
+    total = _pad_axis(x * weights if mask is not None else x, time_axis, pad)
+    count = ops.sum(ops.reshape(_pad_axis(valid, 1, pad), (-1, blocks, pool_size)), axis=2)
+    if channels_first:
+        total = ops.sum(ops.reshape(total, (-1, channels, blocks, pool_size)), axis=3)
+        mean = total / ops.maximum(count, 1.0)[:, None, :]
+    else:
+        total = ops.sum(ops.reshape(total, (-1, blocks, pool_size, channels)), axis=2)
+        mean = total / ops.maximum(count, 1.0)[..., None]
     return mean, (None if mask is None else count > 0)

@@ -35,17 +35,21 @@ class TCNBlock(keras.layers.Layer):
         pool_size: downsampling factor applied before the convolutions (1 = none).
         dropout: dropout rate after each convolution, in [0, 1).
         kernel_initializer: initializer of all convolutions.
+        data_format: ``"channels_last"`` or ``"channels_first"`` (the torch backend's
+            native layout, which saves a transpose around every convolution there).
         **kwargs: base ``Layer`` arguments.
 
     Input shape:
-        ``(batch, steps, channels)`` with an optional mask ``(batch, steps)``.
+        ``(batch, steps, channels)`` (``(batch, channels, steps)`` with channels first)
+        with an optional mask ``(batch, steps)``.
 
     Output shape:
-        ``(batch, ceil(steps / pool_size), filters)``; the mask is downsampled alike.
+        ``(batch, ceil(steps / pool_size), filters)`` (or channels first); the mask is
+        downsampled alike.
     """
 
     def __init__(self, filters, kernel_size=3, dilation_rate=1, pool_size=1, dropout=0.0,
-                 kernel_initializer="he_normal", **kwargs):
+                 kernel_initializer="he_normal", data_format="channels_last", **kwargs):
         super().__init__(**kwargs)
         self.filters = _positive_int("filters", filters)
         self.kernel_size = _positive_int("kernel_size", kernel_size)
@@ -53,31 +57,41 @@ class TCNBlock(keras.layers.Layer):
         self.pool_size = _positive_int("pool_size", pool_size)
         self.dropout = _dropout_rate(dropout)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        if data_format not in ("channels_last", "channels_first"):
+            raise ValueError(
+                f"data_format must be 'channels_last' or 'channels_first'; got {data_format!r}")
+        self.data_format = data_format
         self.supports_masking = True
         conv = dict(kernel_size=self.kernel_size, dilation_rate=self.dilation_rate,
                     padding="causal", kernel_initializer=self.kernel_initializer,
-                    dtype=self.dtype_policy)
+                    data_format=data_format, dtype=self.dtype_policy)
         self.conv1 = keras.layers.Conv1D(self.filters, name="conv1", **conv)
         self.conv2 = keras.layers.Conv1D(self.filters, name="conv2", **conv)
         self.dropout1 = keras.layers.Dropout(self.dropout, name="dropout1")
         self.dropout2 = keras.layers.Dropout(self.dropout, name="dropout2")
 
+    def _shape(self, batch, steps, channels):
+        if self.data_format == "channels_first":
+            return (batch, channels, steps)
+        return (batch, steps, channels)
+
     def build(self, input_shape):
-        channels = input_shape[-1]
-        steps = None if input_shape[1] is None else -(-input_shape[1] // self.pool_size)
-        shape = (input_shape[0], steps, channels)
-        self.conv1.build(shape)
-        self.conv2.build(shape[:-1] + (self.filters,))
+        first = self.data_format == "channels_first"
+        channels, steps = (input_shape[1], input_shape[2]) if first else input_shape[2:0:-1]
+        steps = None if steps is None else -(-steps // self.pool_size)
+        self.conv1.build(self._shape(input_shape[0], steps, channels))
+        self.conv2.build(self._shape(input_shape[0], steps, self.filters))
         if channels != self.filters:
             self.residual = keras.layers.Conv1D(
                 self.filters, 1, kernel_initializer=self.kernel_initializer,
-                dtype=self.dtype_policy, name="residual")
-            self.residual.build(shape)
+                data_format=self.data_format, dtype=self.dtype_policy, name="residual")
+            self.residual.build(self._shape(input_shape[0], steps, channels))
         else:
             self.residual = None
 
     def call(self, inputs, mask=None, training=None):
-        x, _ = masked_average_downsample(detach_mask(inputs), mask, self.pool_size)
+        x, _ = masked_average_downsample(detach_mask(inputs), mask, self.pool_size,
+                                         channels_first=self.data_format == "channels_first")
         h = self.dropout1(ops.relu(self.conv1(x)), training=training)
         h = self.dropout2(ops.relu(self.conv2(h)), training=training)
         skip = x if self.residual is None else self.residual(x)
@@ -87,8 +101,9 @@ class TCNBlock(keras.layers.Layer):
         return downsample_mask(mask, self.pool_size)
 
     def compute_output_shape(self, input_shape):
-        steps = None if input_shape[1] is None else -(-input_shape[1] // self.pool_size)
-        return (input_shape[0], steps, self.filters)
+        steps = input_shape[2] if self.data_format == "channels_first" else input_shape[1]
+        steps = None if steps is None else -(-steps // self.pool_size)
+        return self._shape(input_shape[0], steps, self.filters)
 
     def get_config(self):
         config = super().get_config()
@@ -99,6 +114,7 @@ class TCNBlock(keras.layers.Layer):
             "pool_size": self.pool_size,
             "dropout": self.dropout,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "data_format": self.data_format,
         })
         return config
 
@@ -110,7 +126,9 @@ class TCNEncoder(keras.layers.Layer):
     ``input_pool`` averages that many readings before the first block, so a long prefix
     (e.g. 1000 readings) costs about as much as a short one; ``pool_sizes`` downsample
     further inside the stack. The total factor, ``downsampling``, maps an encoder step back
-    to the readings it summarises.
+    to the readings it summarises. Inside, the blocks run in the backend's fastest layout
+    (channels first on torch); inputs and outputs are channels last, and the weights are
+    the same either way, so saved models move between backends.
 
     Args:
         filters: output channels of each block, e.g. ``(32, 48, 64)``.
@@ -149,10 +167,12 @@ class TCNEncoder(keras.layers.Layer):
         self.dropout = _dropout_rate(dropout)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.supports_masking = True
+        self._channels_first = keras.backend.backend() == "torch"
         self.blocks = [
             TCNBlock(width, self.kernel_size, dilation, pool, self.dropout,
-                     kernel_initializer=self.kernel_initializer, dtype=self.dtype_policy,
-                     name=f"block{index}")
+                     kernel_initializer=self.kernel_initializer,
+                     data_format="channels_first" if self._channels_first else "channels_last",
+                     dtype=self.dtype_policy, name=f"block{index}")
             for index, (width, dilation, pool) in enumerate(zip(filters, dilations, pool_sizes))
         ]
 
@@ -165,16 +185,19 @@ class TCNEncoder(keras.layers.Layer):
         return factor
 
     def build(self, input_shape):
-        shape = self._pooled_shape(input_shape, self.input_pool)
+        batch, steps, channels = self._pooled_shape(input_shape, self.input_pool)
+        shape = (batch, channels, steps) if self._channels_first else (batch, steps, channels)
         for block in self.blocks:
             block.build(shape)
             shape = block.compute_output_shape(shape)
 
     def call(self, inputs, mask=None, training=None):
-        x, mask = masked_average_downsample(inputs, mask, self.input_pool)
+        x, mask = masked_average_downsample(detach_mask(inputs), mask, self.input_pool)
+        if self._channels_first:
+            x = ops.transpose(x, (0, 2, 1))
         for block in self.blocks:
             x, mask = block(x, mask=mask, training=training), block.compute_mask(x, mask)
-        return x
+        return ops.transpose(x, (0, 2, 1)) if self._channels_first else x
 
     def compute_mask(self, inputs, mask=None):
         mask = downsample_mask(mask, self.input_pool)
