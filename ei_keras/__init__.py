@@ -19,6 +19,7 @@ from ei_keras.data import generate_dataset, load_prefix, load_trajectories  # no
 from ei_keras.simulation.measurement import get_adaptive_prefix_n_points  # noqa: E402
 from ei_keras import callbacks, layers, losses, optimizers  # noqa: E402
 from ei_keras.models import build_model  # noqa: E402
+from ei_keras.training import train  # noqa: E402
 from ei_keras.inference import (  # noqa: E402
     default_model_path,
     fit_least_squares,
@@ -40,6 +41,7 @@ __all__ = [
     "losses",
     "optimizers",
     "build_model",
+    "train",
     "default_model_path",
     "fit_least_squares",
     "forecast",

@@ -68,7 +68,8 @@ def input_pool_for(n_points, max_encoder_steps):
 def architecture_kwargs(architecture, n_points):
     """``build_model`` keyword arguments of a named preset for prefixes of ``n_points``."""
     if architecture not in ARCHITECTURES:
-        raise ValueError(f"architecture must be one of {sorted(ARCHITECTURES)}; got {architecture!r}")
+        raise ValueError(
+            f"architecture must be one of {sorted(ARCHITECTURES)}; got {architecture!r}")
     kwargs = dict(ARCHITECTURES[architecture])
     kwargs["input_pool"] = input_pool_for(n_points, kwargs.pop("max_encoder_steps"))
     return kwargs

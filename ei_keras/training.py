@@ -18,6 +18,7 @@ weight decay, global clip norm 1, no warmup, plateau ×0.5 after 5 epochs).
 """
 
 import dataclasses
+import inspect
 import json
 import math
 import os
@@ -156,6 +157,11 @@ class TrainConfig:
             if not ok:
                 raise ValueError(f"training config: {field} must be {allowed}; "
                                  f"got {getattr(self, field)!r}")
+        known = set(inspect.signature(build_model).parameters) - {"normalization"}
+        unknown = sorted(set(self.model) - known)
+        if unknown:
+            raise ValueError(f"training config: model has unknown build_model argument(s) "
+                             f"{unknown}; known: {sorted(known)}")
 
     def to_dict(self):
         return dataclasses.asdict(self)

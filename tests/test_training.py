@@ -94,7 +94,8 @@ def test_presets_are_the_issues_recipes():
 
 @pytest.mark.parametrize("overrides, text", [
     ({"learnin_rate": 1.0}, "unknown training setting"), ({"batch_size": 0}, "batch_size"),
-    ({"plateau_factor": 1.5}, "plateau_factor"), ({"pooling": "max"}, "pooling")])
+    ({"plateau_factor": 1.5}, "plateau_factor"), ({"pooling": "max"}, "pooling"),
+    ({"model": {"filter": [4]}}, "unknown build_model argument")])
 def test_bad_settings_are_rejected_with_their_value(overrides, text):
     with pytest.raises(ValueError, match=text):
         resolve_config("improved", **overrides)

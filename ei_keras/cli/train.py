@@ -33,7 +33,8 @@ def add_parser(subparsers):
         "the --config file, which overrides the preset. Create RUN_DIR/stop to end "
         "training cleanly; --resume continues a run from its last epoch.",
     )
-    parser.add_argument("--data", metavar="FILE.h5", required=True, help="dataset from ei-keras generate")
+    parser.add_argument("--data", metavar="FILE.h5", required=True,
+                        help="dataset from ei-keras generate")
     parser.add_argument("--prefix-length", type=float, required=True, metavar="SECONDS",
                         help="prefix length to train on, e.g. 30")
     parser.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/<time>-...)")
