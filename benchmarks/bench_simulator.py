@@ -18,19 +18,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from ei_keras import simulate  # noqa: E402
+from ei_keras.simulation.priors import sample_priors, simulator_conditions  # noqa: E402
 from reference_solver import reference_pH  # noqa: E402
-
-
-def prior_draws(rng, n):
-    return {
-        "substrate_mM": rng.uniform(1, 100, n),
-        "grams_urease_powder": rng.uniform(0.01, 0.5, n),
-        "volume_L": rng.uniform(0.1, 1.0, n),
-        "temperature_C": rng.uniform(20, 40, n),
-        "initial_pH": rng.uniform(6.5, 7.5, n),
-        "activity": 10 ** rng.uniform(-3, 0, n),
-        "k_d": rng.uniform(0, 5e-3, n),
-    }
 
 
 def main():
@@ -41,7 +30,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    conditions = prior_draws(np.random.default_rng(2026), args.cases)
+    conditions = simulator_conditions(sample_priors(
+        np.random.default_rng(2026), args.cases, use_probe_lag=False, use_offset=False))
     t = np.linspace(0.0, 2000.0, args.times)
     simulate({k: v[:8] for k, v in conditions.items()}, t)  # warm-up
     best = min(_timed(lambda: simulate(conditions, t)) for _ in range(args.repeats))

@@ -7,6 +7,7 @@ import pytest
 
 from ei_keras import EiKerasError, simulate
 from ei_keras.simulation.chemistry import SimulationOptions, arrhenius_rate, ph_activity
+from ei_keras.simulation.priors import sample_priors, simulator_conditions
 from reference_solver import reference_pH
 
 CHECK_TIMES = [0, 5, 10, 30, 60, 120, 300, 1000, 2000]
@@ -28,15 +29,8 @@ def as_conditions(rows):
 
 
 def prior_draws(rng, n):
-    return {
-        "substrate_mM": rng.uniform(1, 100, n),
-        "grams_urease_powder": rng.uniform(0.01, 0.5, n),
-        "volume_L": rng.uniform(0.1, 1.0, n),
-        "temperature_C": rng.uniform(20, 40, n),
-        "initial_pH": rng.uniform(6.5, 7.5, n),
-        "activity": 10 ** rng.uniform(-3, 0, n),
-        "k_d": rng.uniform(0, 5e-3, n),
-    }
+    """Simulator conditions drawn from the default priors (no probe offset)."""
+    return simulator_conditions(sample_priors(rng, n, use_probe_lag=False, use_offset=False))
 
 
 def test_check_values_of_physics_md():
