@@ -1026,7 +1026,7 @@ def planned_comparison_runs(prefix_lengths, presets, ablation_prefix=30.0) -> li
     lengths = [float(v) for v in prefix_lengths]
     if ablation_prefix not in lengths and lengths:
         ablation_prefix = lengths[0]
-    return [run[0] for run in planned_runs(lengths, list(presets), False, ablation_prefix)]
+    return [run[0] for run in planned_runs(lengths, list(presets), set(), ablation_prefix)]
 
 
 def comparison_error(data, test_data, prefix_lengths, presets) -> str | None:
