@@ -32,8 +32,8 @@ from ei_keras.layers import (
     WeightedTemporalPooling,
 )
 from ei_keras.layers.gaussian_posterior import forward_transform
+from ei_keras.simulation import KNOWN_NAMES
 
-KNOWN_NAMES = ("substrate_mM", "grams_urease_powder", "volume_L", "temperature_C", "initial_pH")
 TARGET_NAMES = ("activity", "k_d")
 # Targets trained in a transformed space; the rest are standardised as they are.
 TARGET_TRANSFORMS = {"activity": "log10"}

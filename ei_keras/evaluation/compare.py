@@ -71,13 +71,15 @@ def compare(data, out_dir, *, prefix_lengths=(10, 30, 60, 300),
     ``train_overrides`` (e.g. ``epochs=20, max_samples=5000``) apply to every run, so the
     comparison can be sized to the machine.
     """
-    adaptive_lengths = set()
+    n_points = {(False, length): _n_points(data, length) for length in prefix_lengths}
     if adaptive_data is not None:
         if adaptive_test_data is None:
             raise EiKerasError("adaptive runs need adaptive_test_data: a held-out set "
                                "generated with --adaptive-n-points and a different seed")
-        adaptive_lengths = {length for length in prefix_lengths
-                            if _n_points(adaptive_data, length) > _n_points(data, length)}
+        n_points.update({(True, length): _n_points(adaptive_data, length)
+                         for length in prefix_lengths})
+    adaptive_lengths = {length for length in prefix_lengths
+                        if n_points.get((True, length), 0) > n_points[(False, length)]}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if ablation_prefix is not None and ablation_prefix not in prefix_lengths:
@@ -93,7 +95,7 @@ def compare(data, out_dir, *, prefix_lengths=(10, 30, 60, 300),
                   "run_dir": str(result.run_dir), **history_summary(result.history),
                   "learning_rate": [row["learning_rate"] for row in result.history],
                   "val_loss": [row["val_loss"] for row in result.history]}
-        record["n_points"] = _n_points(source, length)
+        record["n_points"] = n_points[(adaptive, length)]
         record["test"] = _test_metrics(result.best_path,
                                        adaptive_test_data if adaptive else test_data, length)
         results.append(record)

@@ -36,20 +36,15 @@ BATCH = 512
 
 
 def decode_dataset(model, data):
-    """Gaussian (loc, scale) in transformed units per target for every case."""
-    decoded_parts = []
+    """Gaussian (loc, scale) in transformed units per target, and attention, for every case."""
+    posterior, attention = [], []
     for start in range(0, len(data.pH), BATCH):
         rows = slice(start, start + BATCH)
         outputs = model.predict_on_batch({"pH": data.pH[rows], "t": data.t[rows],
                                           "known": data.known[rows].astype(np.float32)})
-        decoded_parts.append((decode_predictions(model, outputs),
-                              np.asarray(outputs["attention"], dtype=float)))
-    names = list(decoded_parts[0][0])
-    decoded = {name: {key: (np.concatenate([part[0][name][key] for part in decoded_parts])
-                            if key != "transform" else decoded_parts[0][0][name][key])
-                      for key in decoded_parts[0][0][name]} for name in names}
-    attention = np.concatenate([part[1] for part in decoded_parts])
-    return decoded, attention
+        posterior.append(np.asarray(outputs["posterior"]))
+        attention.append(np.asarray(outputs["attention"], dtype=float))
+    return decode_predictions(model, np.concatenate(posterior)), np.concatenate(attention)
 
 
 def evaluate(model_path, data_path, out_dir, *, n_forecast=100, n_baseline=50, n_draws=200,

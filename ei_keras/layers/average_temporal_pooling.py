@@ -3,9 +3,11 @@
 import keras
 from keras import ops
 
+from ei_keras.layers.base_temporal_pooling import BaseTemporalPooling
+
 
 @keras.saving.register_keras_serializable(package="ei_keras")
-class AverageTemporalPooling(keras.layers.Layer):
+class AverageTemporalPooling(BaseTemporalPooling):
     """Mean over the valid steps; its "attention" is uniform over them.
 
     The old recipe's pooling, kept so ``pooling="average"`` reproduces it; it shares the
@@ -33,17 +35,4 @@ class AverageTemporalPooling(keras.layers.Layer):
         else:
             valid = ops.cast(mask, inputs.dtype)
         weights = valid / ops.maximum(ops.sum(valid, axis=1, keepdims=True), 1.0)
-        pooled = ops.sum(weights[..., None] * inputs, axis=1)
-        if return_attention:
-            return pooled, weights
-        return pooled
-
-    def compute_mask(self, inputs, mask=None):
-        return None
-
-    def compute_output_spec(self, inputs, mask=None, return_attention=False):
-        batch, steps, channels = inputs.shape
-        pooled = keras.KerasTensor((batch, channels), dtype=self.compute_dtype)
-        if return_attention:
-            return pooled, keras.KerasTensor((batch, steps), dtype=self.compute_dtype)
-        return pooled
+        return self._pool(inputs, weights, return_attention)

@@ -3,11 +3,12 @@
 import keras
 from keras import ops
 
+from ei_keras.layers.base_temporal_pooling import BaseTemporalPooling
 from ei_keras.layers.masking import detach_mask, large_negative, normalised_positions
 
 
 @keras.saving.register_keras_serializable(package="ei_keras")
-class WeightedTemporalPooling(keras.layers.Layer):
+class WeightedTemporalPooling(BaseTemporalPooling):
     """Softmax-weighted sum over time, with the weights available to the caller.
 
     Attention logits come from two pointwise ``Conv1D`` layers (channels → hidden, ReLU →
@@ -86,20 +87,7 @@ class WeightedTemporalPooling(keras.layers.Layer):
         if mask is not None:
             scores = ops.where(mask, scores, ops.zeros_like(scores))
         weights = scores / ops.maximum(ops.sum(scores, axis=1, keepdims=True), 1e-30)
-        pooled = ops.sum(weights[..., None] * inputs, axis=1)
-        if return_attention:
-            return pooled, weights
-        return pooled
-
-    def compute_mask(self, inputs, mask=None):
-        return None
-
-    def compute_output_spec(self, inputs, mask=None, return_attention=False):
-        batch, steps, channels = inputs.shape
-        pooled = keras.KerasTensor((batch, channels), dtype=self.compute_dtype)
-        if return_attention:
-            return pooled, keras.KerasTensor((batch, steps), dtype=self.compute_dtype)
-        return pooled
+        return self._pool(inputs, weights, return_attention)
 
     def get_config(self):
         config = super().get_config()
