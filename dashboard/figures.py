@@ -98,23 +98,62 @@ def training_figure(history, warmup_epochs=0, best_epoch=None):
     return _layout(figure, None, height=520)
 
 
-def attention_figure(t, pH, attention):
-    """The pH prefix with the network's attention weight on each reading."""
+def _rho_text(value):
+    return "ρ n/a" if value is None or not math.isfinite(value) else f"ρ = {value:.2f}"
+
+
+def attention_figure(t, pH, attention, information=None, agreement=None, used=None):
+    """The pH trace with the network's attention weight on each reading.
+
+    With ``information`` (per parameter an array over the first ``used`` readings, see
+    ``ei_keras.inference.information.reading_information``) a second panel on the same
+    time axis shows what each reading tells about each parameter, each scaled to its own
+    largest value, beside the attention scaled the same way (dashed); ``agreement`` (per
+    parameter the Spearman correlation with the attention) is named in the legend.
+    Readings past ``used`` (cut by the model's trained maximum) are shaded.
+    """
     t, pH, attention = (np.asarray(v, dtype=float) for v in (t, pH, attention))
-    figure = make_subplots(specs=[[{"secondary_y": True}]])
+    used = len(t) if used is None else int(used)
+    rows = 2 if information else 1
+    figure = make_subplots(
+        rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.1,
+        row_heights=[0.55, 0.45][:rows], specs=[[{"secondary_y": True}]] + [[{}]] * (rows - 1),
+        subplot_titles=(None, "Information per reading (each parameter scaled to its "
+                              "largest)") if rows == 2 else None)
     width = float(np.median(np.diff(t))) if len(t) > 1 else 1.0
     figure.add_trace(go.Bar(x=t, y=attention, width=width, name="attention weight",
-                            marker=dict(color="rgba(255,127,14,0.55)")), secondary_y=True)
+                            marker=dict(color="rgba(255,127,14,0.55)")), 1, 1, secondary_y=True)
     figure.add_trace(go.Scatter(
         x=t, y=pH, mode="lines+markers", name="measured pH", line=dict(color="#1f77b4", width=1),
-        marker=dict(size=7, color=attention, colorscale="Oranges",
-                    line=dict(width=0.5, color="#1f77b4"))), secondary_y=False)
-    figure.update_xaxes(title_text="time [s]")
-    figure.update_yaxes(title_text="pH", secondary_y=False)
+        marker=dict(size=7 if len(t) <= 200 else 4, color=attention, colorscale="Oranges",
+                    line=dict(width=0.5, color="#1f77b4"))), 1, 1, secondary_y=False)
+    if information:
+        top = attention[:used].max() if used else 0.0
+        figure.add_trace(go.Scatter(
+            x=t[:used], y=attention[:used] / top if top > 0 else attention[:used], mode="lines",
+            name="attention (scaled)", line=dict(color="rgba(255,127,14,0.9)", dash="dash")),
+            2, 1)
+        for i, (name, values) in enumerate(information.items()):
+            values = np.asarray(values, dtype=float)
+            peak = values.max() if values.size else 0.0
+            rho = _rho_text((agreement or {}).get(name))
+            figure.add_trace(go.Scatter(
+                x=t[:used], y=values / peak if peak > 0 else values, mode="lines",
+                name=f"{NAMES.get(name, name)} information ({rho} with attention)",
+                line=dict(color=COLORS[(i + 2) % len(COLORS)], width=2)), 2, 1)
+        figure.update_yaxes(title_text="share of its largest", range=[0, 1.05], row=2, col=1)
+    if used < len(t):
+        for row in range(1, rows + 1):
+            label = dict(annotation_text="not read: past the trained maximum",
+                         annotation_position="top left") if row == 1 else {}
+            figure.add_vrect(x0=t[used - 1] if used else t[0], x1=t[-1], fillcolor="gray",
+                             opacity=0.12, line_width=0, row=row, col=1, **label)
+    figure.update_xaxes(title_text="time [s]", row=rows, col=1)
+    figure.update_yaxes(title_text="pH", secondary_y=False, row=1, col=1)
     figure.update_yaxes(title_text="attention weight", secondary_y=True, rangemode="tozero",
-                        showgrid=False)
-    return _layout(figure, "pH prefix and attention: where the network looked", height=440,
-                   bargap=0)
+                        showgrid=False, row=1, col=1)
+    return _layout(figure, "pH trace and attention: where the network looked",
+                   height=440 + 260 * (rows - 1), bargap=0)
 
 
 def posterior_figure(posterior, truth=None):

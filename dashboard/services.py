@@ -15,7 +15,6 @@ Workspace (``EI_KERAS_WORKSPACE``, default ``./workspace``)::
 """
 
 import hashlib
-import io
 import json
 import math
 import os
@@ -34,38 +33,37 @@ from scipy.special import ndtri
 
 import ei_keras
 from ei_keras.config import resolve_dataset_config
-from ei_keras.data import describe_dataset, generate_dataset, load_prefix, load_trajectories
-from ei_keras.data.generate import reading_grids
+from ei_keras.data import (
+    describe_dataset,
+    generate_dataset,
+    load_any_format,
+    load_prefix,
+    load_trajectories,
+)
+from ei_keras.data.generate import ANY_FORMAT_GROUP, reading_grids
 from ei_keras.errors import EiKerasError
 from ei_keras.inference import forecast, infer, load_model
+from ei_keras.inference.information import attention_agreement, reading_information
 from ei_keras.inference.least_squares import predict_readings, validate_trace
-from ei_keras.inference.posterior import draw_latents, forecast_from_draws, trained_prefix_length
+from ei_keras.inference.model_file import MAX_ARCHIVE_MB, check_model_archive
+from ei_keras.inference.posterior import draw_latents, forecast_from_draws
+from ei_keras.inference.trace_csv import read_trace_csv
 from ei_keras.layers.gaussian_posterior import forward_transform
 from ei_keras.models import decode_predictions, model_info
-from ei_keras.simulation import KNOWN_NAMES, LATENT_NAMES
-from ei_keras.simulation.measurement import add_offset_and_noise, prefix_times, probe_response
+from ei_keras.simulation import KNOWN_NAMES, LABELS, LATENT_NAMES, UNITS
+from ei_keras.simulation.measurement import add_offset_and_noise, probe_response
 from ei_keras.simulation.priors import DEFAULT_PARAM_RANGES, sample_priors, simulator_conditions
-from ei_keras.simulation.simulator import CONDITION_LIMITS
+from ei_keras.training import ANY_FORMAT  # the traces of every length and reading rate
 
 WORKSPACE_ENV = "EI_KERAS_WORKSPACE"
 DEMO_NAME = "demo"
 DEMO_SAMPLES = 300
 DEMO_SEED = 1
-MAX_UPLOAD_MB = 50
+# Uploads (models and CSV traces): the bound check_model_archive puts on a model's
+# entries, so no upload the loader would refuse for its size is accepted.
+MAX_UPLOAD_MB = MAX_ARCHIVE_MB
 # Process states shown to users.
 RUNNING, FINISHED, STOPPED, CRASHED = "running", "finished", "stopped", "crashed"
-
-UNITS = {
-    "substrate_mM": "mM", "grams_urease_powder": "g", "volume_L": "L", "temperature_C": "°C",
-    "initial_pH": "pH", "activity": "", "k_d": "1/s", "tau_probe": "s", "pH_offset": "pH",
-}
-LABELS = {
-    "substrate_mM": "Urea (substrate)", "grams_urease_powder": "Urease powder",
-    "volume_L": "Volume", "temperature_C": "Temperature", "initial_pH": "Initial pH (measured)",
-    "activity": "Activity", "k_d": "Deactivation rate k_d", "tau_probe": "Probe time constant",
-    "pH_offset": "Probe offset",
-}
-
 
 def label(name):
     """Human label with unit, e.g. ``Volume [L]``."""
@@ -233,15 +231,17 @@ def _dataset_info(path: str, mtime: float) -> dict:
                                       if isinstance(group, h5py.Group)
                                       and "prefix_length" in group.attrs),
                 targets=[str(name) for name in handle["targets"].attrs["names"]],
-                seed=int(config["seed"]), error=None)
+                any_format=ANY_FORMAT_GROUP in handle, seed=int(config["seed"]), error=None)
     except (OSError, KeyError, ValueError) as error:
         info.update(error=f"{Path(path).name} is not a readable ei_keras dataset ({error})",
-                    n_samples=0, prefix_lengths=[], targets=[], config={}, seed=None)
+                    n_samples=0, prefix_lengths=[], targets=[], config={}, seed=None,
+                    any_format=False)
     return info
 
 
 def dataset_info(path) -> dict:
-    """Name, path, size, samples, prefix lengths, targets, seed and config of a dataset."""
+    """Name, path, size, samples, prefix lengths, whether it holds any-format traces
+    (``any_format``), targets, seed and config of a dataset."""
     return _dataset_info(str(path), _mtime(path))
 
 
@@ -291,6 +291,18 @@ def _prefix(path: str, mtime: float, prefix_length: float):
 def load_prefix_cached(path, prefix_length):
     """``ei_keras.data.load_prefix``, cached per file version."""
     return _prefix(str(path), _mtime(path), float(prefix_length))
+
+
+# A resource, not data: any-format arrays are padded to the longest trace, and
+# cache_data would copy them on every rerun. Callers never modify them.
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _any_format(path: str, mtime: float):
+    return load_any_format(path)
+
+
+def load_any_format_cached(path):
+    """``ei_keras.data.load_any_format`` (NaN-padded traces), cached per file version."""
+    return _any_format(str(path), _mtime(path))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -587,9 +599,14 @@ def training_error(preset, overrides: dict) -> str | None:
     return None
 
 
+def prefix_text(prefix_length) -> str:
+    """``30`` for a prefix length, ``any`` for :data:`ANY_FORMAT` (as ``--prefix-length``)."""
+    return ANY_FORMAT if prefix_length == ANY_FORMAT else f"{float(prefix_length):g}"
+
+
 def _train_argv(dataset, prefix_length, preset, overrides, run_dir):
     argv = [sys.executable, "-m", "ei_keras.cli", "train", "--data", str(dataset),
-            "--prefix-length", f"{float(prefix_length):g}", "--preset", preset,
+            "--prefix-length", prefix_text(prefix_length), "--preset", preset,
             "--out", str(run_dir)]
     if overrides:
         _write_json(run_dir / "overrides.json", overrides)
@@ -600,7 +617,9 @@ def _train_argv(dataset, prefix_length, preset, overrides, run_dir):
 def start_training(dataset, prefix_length, preset, overrides=None) -> Path:
     """Launch ``ei-keras train`` in its own process and unique run directory.
 
-    Raises EiKerasError for a bad dataset/prefix or an invalid setting.
+    ``prefix_length`` is a prefix length of the dataset or :data:`ANY_FORMAT` (its traces
+    of every length and reading rate). Raises EiKerasError for a bad dataset/prefix or an
+    invalid setting.
     """
     overrides = dict(overrides or {})
     problem = training_error(preset, overrides)
@@ -609,15 +628,23 @@ def start_training(dataset, prefix_length, preset, overrides=None) -> Path:
     info = dataset_info(dataset)
     if info["error"]:
         raise EiKerasError(info["error"])
-    if not any(math.isclose(float(prefix_length), length) for length in info["prefix_lengths"]):
+    if prefix_length == ANY_FORMAT:
+        if not info["any_format"]:
+            raise EiKerasError(f"dataset {info['name']} has no any-format traces (generate one "
+                               "with “Also any-format traces” on the Data page)")
+    elif not any(math.isclose(float(prefix_length), length)
+                 for length in info["prefix_lengths"]):
         lengths = ", ".join(f"{length:g}" for length in info["prefix_lengths"])
         raise EiKerasError(f"dataset {info['name']} has no {float(prefix_length):g} s prefix "
                            f"(it has {lengths} s)")
-    run_dir = _unique_dir(runs_dir(), f"{preset}-{float(prefix_length):g}s")
+    else:
+        prefix_length = float(prefix_length)
+    run_dir = _unique_dir(runs_dir(), f"{preset}-{prefix_text(prefix_length)}"
+                          f"{'' if prefix_length == ANY_FORMAT else 's'}")
     argv = _train_argv(dataset, prefix_length, preset, overrides, run_dir)
     _launch(argv, run_dir, "train.log", {
         "kind": "train", "dataset": str(dataset), "dataset_name": info["name"],
-        "prefix_length": float(prefix_length), "preset": preset, "overrides": overrides})
+        "prefix_length": prefix_length, "preset": preset, "overrides": overrides})
     return run_dir
 
 
@@ -755,35 +782,116 @@ def save_upload(data: bytes, filename: str) -> Path:
     if not path.exists():
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(3)}.tmp")
         tmp.write_bytes(data)
+        try:  # the zip directory only: entry sizes and structure, nothing decompressed
+            check_model_archive(tmp)
+        except EiKerasError as error:
+            tmp.unlink(missing_ok=True)
+            raise EiKerasError(str(error).replace(str(tmp), str(filename))) from None
         os.replace(tmp, path)
     return path
 
 
 def describe_model(model) -> dict:
-    """Prefix length, targets and known inputs of a model."""
+    """What a model reads and infers (see ``ei_keras.models.model_info``).
+
+    ``any_format``: it reads traces of any length and reading rate; ``domain``: the
+    ranges and formats it was trained on (None for models saved before the domain guard);
+    ``prefix_length``: the longest time it was trained on [s]; plus target names, their
+    transforms and bounds, known inputs and the number of weights.
+    """
     info = model_info(model)
-    return {"prefix_length": trained_prefix_length(model),
-            "target_names": list(info["target_names"]),
-            "known_names": list(info["known_names"]),
-            "n_params": int(model.count_params())}
+    return {"prefix_length": float(info["time_scale"]), "any_format": bool(info["any_format"]),
+            "domain": info["domain"], "target_names": list(info["target_names"]),
+            "transforms": list(info["transforms"]), "bounds": list(info["bounds"]),
+            "known_names": list(info["known_names"]), "n_params": int(model.count_params())}
+
+
+def model_reads(info: dict) -> str:
+    """One sentence: the traces a model was trained on (``info`` from describe_model)."""
+    domain, longest = info["domain"], info["prefix_length"]
+    if not domain:
+        return (f"Reads traces up to **{longest:g} s** (a model saved before the domain "
+                "guard: only the pH range and the fit to the chemistry are checked).")
+    (short, long_), (fine, coarse) = domain["prefix_length_s"], domain["reading_interval_s"]
+    if info["any_format"]:
+        return (f"Reads **any trace of 3 or more readings**: trained on {short:.3g}–"
+                f"{long_:.3g} s at one reading every {fine:.3g}–{coarse:.3g} s; a longer trace "
+                f"is cut at {long_:.3g} s, and any trace outside these formats is flagged.")
+    return (f"Trained on **{long_:g} s** traces of {domain['readings'][1]} readings (one every "
+            f"{coarse:.3g} s); reads traces up to {long_:g} s.")
 
 
 # ---------------------------------------------------------------------------------------
 # Traces
 # ---------------------------------------------------------------------------------------
 
-def _compatible(length, prefix_length):
-    return length <= prefix_length * 1.01
+# What the Simulate controls offer: trace length and reading interval [s].
+SIM_LENGTH_S = (5.0, 600.0)
+SIM_INTERVAL_S = (0.1, 10.0)
+# Readings per trace of a model saved without its domain (the first shipped model).
+UNRECORDED_READINGS = 100
 
 
-def dataset_trace(path, prefix_length, index) -> dict:
-    """Case ``index`` of a dataset's prefix: readings, known inputs, truth and trajectory."""
-    data = load_prefix_cached(path, prefix_length)
+def simulation_defaults(info: dict) -> tuple[float, float]:
+    """Length and reading interval [s] a simulated trace starts with: two minutes at one
+    reading a second for an any-format model, the trained format for a fixed one."""
+    if info["any_format"]:
+        length, interval = 120.0, 1.0
+    else:
+        readings = info["domain"]["readings"][1] if info["domain"] else UNRECORDED_READINGS
+        length = info["prefix_length"]
+        interval = length / max(int(readings) - 1, 1)
+    return (float(np.clip(length, *SIM_LENGTH_S)), float(np.clip(interval, *SIM_INTERVAL_S)))
+
+
+def reading_times(length_s: float, interval_s: float) -> np.ndarray:
+    """Reading times 0, dt, 2 dt, … up to ``length_s`` (the last within 1e-6 of a step)."""
+    if not (np.isfinite(length_s) and np.isfinite(interval_s) and length_s > 0
+            and interval_s > 0):
+        raise EiKerasError(f"the trace length and reading interval must be > 0; got "
+                           f"{length_s!r} s and {interval_s!r} s")
+    n = int(math.floor(length_s / interval_s + 1e-6)) + 1
+    return np.arange(n) * float(interval_s)
+
+
+def dataset_formats(dataset: dict, info: dict) -> list:
+    """The traces of a dataset the Analyse page offers: its any-format traces
+    (:data:`ANY_FORMAT`, when it has them) and each prefix length; the model's own kind
+    first (any-format traces for an any-format model, else the longest prefix it was
+    trained for). The package, not this list, decides what a model can answer."""
+    options = ([ANY_FORMAT] if dataset.get("any_format") else []) + sorted(
+        dataset.get("prefix_lengths", []), reverse=True)
+
+    def rank(option):
+        if option == ANY_FORMAT:
+            return 0 if info["any_format"] else 2
+        return 1 if option <= info["prefix_length"] * 1.01 else 3
+
+    return sorted(options, key=rank)
+
+
+def format_label(option) -> str:
+    """How :func:`dataset_formats` options read in a select box."""
+    if option == ANY_FORMAT:
+        return "any-format traces (each its own length and reading rate)"
+    return f"{float(option):g} s prefix"
+
+
+def _dataset_traces(path, option):
+    return (load_any_format_cached(path) if option == ANY_FORMAT
+            else load_prefix_cached(path, option))
+
+
+def dataset_trace(path, option, index) -> dict:
+    """Case ``index`` of a dataset (a prefix length or :data:`ANY_FORMAT`): readings
+    (without padding), known inputs, truth and full trajectory."""
+    data = _dataset_traces(path, option)
     if not 0 <= index < len(data.pH):
         raise EiKerasError(f"case {index} is out of range: the dataset has {len(data.pH)} cases")
+    t, pH = data.t[index].astype(float), data.pH[index].astype(float)
+    valid = np.isfinite(t) & np.isfinite(pH)  # any-format traces are NaN-padded
     trace = {
-        "source": f"{Path(path).stem}, case {index}",
-        "t": data.t[index].astype(float), "pH": data.pH[index].astype(float),
+        "source": f"{Path(path).stem}, case {index}", "t": t[valid], "pH": pH[valid],
         "known": {name: float(data.known[index, j]) for j, name in enumerate(data.known_names)},
         "truth": {name: float(data.latent[index, j]) for j, name in enumerate(data.latent_names)},
     }
@@ -793,9 +901,10 @@ def dataset_trace(path, prefix_length, index) -> dict:
     return trace
 
 
-def simulated_trace(known: dict, latent: dict, prefix_length: float, n_points: int = 100,
+def simulated_trace(known: dict, latent: dict, length_s: float, interval_s: float,
                     noise_std: float = 0.01, seed: int = 0, t_max: float = 2000.0) -> dict:
-    """A fresh trace: noise-free measured pH through lag and offset, plus noise.
+    """A fresh trace read every ``interval_s`` for ``length_s``: noise-free measured pH
+    through lag and offset, plus noise.
 
     ``known`` holds the five known inputs (``initial_pH`` as measured); ``latent`` the four
     latent parameters. Raises EiKerasError for invalid values.
@@ -814,8 +923,8 @@ def simulated_trace(known: dict, latent: dict, prefix_length: float, n_points: i
             raise EiKerasError(f"{label(name)} must be >= 0; got {latent[name]!r}")
     if not noise_std >= 0:
         raise EiKerasError(f"noise must be >= 0; got {noise_std!r}")
-    t = prefix_times(prefix_length, n_points)
-    grid = np.linspace(0.0, t_max, 401)
+    t = reading_times(length_s, interval_s)
+    grid = np.linspace(0.0, max(float(t_max), float(t[-1])), 401)
     draws = {name: np.array([float(latent[name])]) for name in LATENT_NAMES}
     clean = predict_readings(t, known, draws)[0]
     rng = np.random.default_rng(seed)
@@ -826,142 +935,200 @@ def simulated_trace(known: dict, latent: dict, prefix_length: float, n_points: i
 
 
 def read_csv_trace(data: bytes, filename: str, *, minutes=False) -> tuple[np.ndarray, np.ndarray]:
-    """(t [s], pH) from an uploaded CSV with time and pH columns; EiKerasError if bad."""
+    """(t [s], pH) from an uploaded CSV with time and pH columns (the package's reader,
+    as ``ei-keras infer --csv``); EiKerasError in the dashboard's words if it is bad."""
     if len(data) > MAX_UPLOAD_MB * 1024 * 1024:
         raise EiKerasError(f"{filename} is larger than {MAX_UPLOAD_MB} MB")
+    path = uploads_dir() / f"{hashlib.sha256(data).hexdigest()[:20]}.csv"
+    path.write_bytes(data)
     try:
-        from ei_keras.inference.trace_csv import read_trace_csv
-    except ImportError:
-        read_trace_csv = None
-    if read_trace_csv is not None:
-        path = uploads_dir() / f"{hashlib.sha256(data).hexdigest()[:20]}.csv"
-        path.write_bytes(data)
-        try:
-            t, pH = read_trace_csv(path, minutes=minutes)
-        except EiKerasError as error:
-            raise EiKerasError(str(error).replace(str(path), filename)) from None
-    else:
-        t, pH = _parse_csv(data, filename, minutes)
-    t, pH = validate_trace(t, pH)
-    return t, pH
-
-
-def _parse_csv(data, filename, minutes):
-    import csv
-
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise EiKerasError(f"{filename} is not a text CSV file") from None
-    rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
-    if len(rows) < 2:
-        raise EiKerasError(f"{filename} needs a header row and at least one reading")
-    header = [cell.strip().lower() for cell in rows[0]]
-    t_col = next((i for i, h in enumerate(header) if h in ("t", "time", "seconds", "time_s",
-                                                            "t_s", "minutes", "time_min")), None)
-    ph_col = next((i for i, h in enumerate(header) if "ph" in h), None)
-    if t_col is None or ph_col is None:
-        raise EiKerasError(f"{filename}: name the columns 'time' and 'pH'; got {header}")
-    try:
-        values = np.array([[float(row[t_col]), float(row[ph_col])] for row in rows[1:]])
-    except (ValueError, IndexError):
-        raise EiKerasError(f"{filename}: every row needs a number in the time and pH columns") \
+        return validate_trace(*read_trace_csv(path, minutes=minutes))
+    except EiKerasError as error:
+        raise EiKerasError(in_dashboard_words(str(error).replace(str(path), filename))) \
             from None
-    return (values[:, 0] * 60.0 if minutes else values[:, 0]), values[:, 1]
 
 
-def csv_trace(t, pH, known: dict, prefix_length: float, filename="upload.csv") -> dict:
-    """A trace from CSV readings, cut to the model's prefix length (noted in ``note``)."""
-    t, pH = np.asarray(t, dtype=float), np.asarray(pH, dtype=float)
-    note = None
-    keep = t <= prefix_length * 1.01
-    if not keep.all():
-        note = (f"the file runs to {t[-1]:g} s; only the first {prefix_length:g} s "
-                f"({int(keep.sum())} readings) are used, the length the model was trained on")
-        t, pH = t[keep], pH[keep]
-    validate_trace(t, pH)
-    return {"source": filename, "t": t, "pH": pH, "known": dict(known), "truth": None,
-            "trajectory": None, "note": note}
+def csv_trace(t, pH, known: dict, filename="upload.csv") -> dict:
+    """A trace from CSV readings, whole: ``infer`` cuts one longer than the model's
+    trained maximum and says so in the domain report."""
+    return {"source": filename, "t": np.asarray(t, dtype=float),
+            "pH": np.asarray(pH, dtype=float), "known": dict(known), "truth": None,
+            "trajectory": None}
 
 
 # ---------------------------------------------------------------------------------------
 # Analysis
 # ---------------------------------------------------------------------------------------
 
-def analyse_trace(model, trace) -> dict:
-    """Posterior summaries (one value per statistic) and attention of one trace."""
-    result = infer(model, trace["t"], trace["pH"], trace["known"])
+# The package's messages name its API and CLI options; the dashboard's controls instead.
+_DASHBOARD_WORDS = (
+    (re.compile(r"\s*Pass allow_extrapolation=True.*?(to get it anyway, flagged|$)"),
+     " Tick “Allow extrapolation” to get an answer anyway, flagged as one."),
+    (re.compile(r",?\s*\(CLI: --minutes\)"), " with the “Time in minutes” switch"),
+    (re.compile(r";\s*name it with --[\w-]+-column"),
+     "; name the columns in the header row, e.g. time and pH"),
+    (re.compile(r"np\.float\d+\(([^)]*)\)"), r"\1"),
+)
+
+
+def in_dashboard_words(text: str) -> str:
+    """A package message with its API/CLI hints replaced by the dashboard's controls and
+    parameter names by their labels (``substrate_mM = 500`` → ``Urea (substrate) = 500 mM``)."""
+    for pattern, words in _DASHBOARD_WORDS:
+        text = pattern.sub(words, text)
+    for name in KNOWN_NAMES + LATENT_NAMES:
+        unit = f" {UNITS[name]}" if UNITS.get(name) else ""
+        text = re.sub(rf"\b{name} = ([-+0-9.eE]+)", rf"{LABELS[name]} = \g<1>{unit}", text)
+    return text
+
+
+def _domain_in_words(domain: dict) -> dict:
+    return dict(domain, flags=[in_dashboard_words(flag) for flag in domain["flags"]])
+
+
+def _infer(model, trace, allow_extrapolation):
+    """``infer`` on one trace; ``(result, fit_checked)``.
+
+    A model saved before bounded targets can have a posterior median outside what the
+    simulator accepts (a negative k_d), which the package's fit check cannot simulate; it
+    then answers without that check and the report says so. Any other problem (a bad
+    trace, inputs outside the training ranges) raises again from the second call.
+    """
+    args = (model, trace["t"], trace["pH"], trace["known"])
+    try:
+        return infer(*args, allow_extrapolation=allow_extrapolation), True
+    except EiKerasError as error:
+        result = infer(*args, allow_extrapolation=allow_extrapolation, check_fit=False)
+        flag = f"the fit to the chemistry could not be checked ({error})"
+        result["domain"] = dict(result["domain"], ok=False,
+                                flags=[*result["domain"]["flags"], flag])
+        return result, False
+
+
+def analyse_trace(model, trace, *, allow_extrapolation=False) -> dict:
+    """Posterior, attention, domain report and per-reading information of one trace.
+
+    Returns ``posterior`` (per target one float per statistic, physical units),
+    ``attention`` (one weight per reading; 0 on readings the model did not use),
+    ``domain`` (see ``ei_keras.infer``, flags in the dashboard's words), ``used`` (the
+    readings the model read: a trace past its trained maximum is cut by ``infer``),
+    ``fit_checked``, and from :func:`information_about`: ``information``, ``agreement``
+    and ``information_note``. Raises EiKerasError (in the dashboard's words) when the
+    package refuses the trace.
+    """
+    try:
+        result, fit_checked = _infer(model, trace, allow_extrapolation)
+    except EiKerasError as error:
+        raise EiKerasError(in_dashboard_words(str(error))) from None
     summary = {name: {key: float(values[0]) for key, values in stats.items()}
-               for name, stats in result.items() if name != "attention"}
-    return {"posterior": summary, "attention": result["attention"][0]}
+               for name, stats in result.items() if name not in ("attention", "domain")}
+    domain = _domain_in_words(result["domain"])
+    used = int(domain.get("readings", len(trace["t"])))
+    attention = np.asarray(result["attention"][0], dtype=float)
+    analysis = {"posterior": summary, "attention": attention, "domain": domain, "used": used,
+                "fit_checked": fit_checked}
+    analysis.update(information_about(model, trace, summary, attention, used))
+    return analysis
+
+
+def information_about(model, trace, posterior, attention, used) -> dict:
+    """What each of the first ``used`` readings tells about each parameter, at the
+    posterior median, and how the attention ranks the same readings.
+
+    Returns ``information`` (per target an array over the used readings, Fisher
+    information in the network's space; see ``ei_keras.inference.information``),
+    ``agreement`` (per target and ``"all"`` the Spearman correlation with the attention),
+    and ``information_note`` (why they are None, or None).
+    """
+    info = describe_model(model)
+    names = info["target_names"]
+    noise = ((info["domain"] or {}).get("noise_std")
+             or default_config()["measurement_model"]["noise_std"])
+    try:
+        information = reading_information(
+            np.asarray(trace["t"][:used], dtype=float), trace["known"],
+            {name: posterior[name]["median"] for name in names},
+            dict(zip(names, info["transforms"])), dict(zip(names, info["bounds"])), noise)
+    except EiKerasError as error:
+        return {"information": None, "agreement": None,
+                "information_note": ("the information per reading cannot be computed at "
+                                     f"this posterior median ({error})")}
+    return {"information": information,
+            "agreement": attention_agreement(np.asarray(attention[:used]), information),
+            "information_note": None}
 
 
 def forecast_trace(model, trace, *, threshold=8.5, t_max=2000.0, n_draws=200, seed=0,
-                   n_times=1001) -> dict:
-    """Fan chart and time to ``threshold`` of one trace (see ``ei_keras.inference.forecast``).
+                   n_times=1001, allow_extrapolation=False, fit_checked=True) -> dict:
+    """Fan chart and time to ``threshold`` of one trace (``ei_keras.forecast``).
 
-    A wide posterior (an under-trained model) can put draws outside the simulator's
-    physical limits, which ``forecast`` rejects; the draws are then clipped to those limits
-    and ``clipped`` in the result counts how many were.
+    ``fit_checked=False`` (see :func:`analyse_trace`): ``forecast`` would fail on its fit
+    check, so the same fan is built from the package's steps without it.
     """
-    try:
-        result = forecast(model, trace["t"], trace["pH"], trace["known"], t_max=t_max,
-                          n_times=n_times, threshold=threshold, n_draws=n_draws, seed=seed)[0]
-        return dict(result, clipped=0)
-    except EiKerasError as error:
-        if "must be finite and within" not in str(error):
-            raise
+    if fit_checked:
+        try:
+            return forecast(model, trace["t"], trace["pH"], trace["known"], t_max=t_max,
+                            n_times=n_times, threshold=threshold, n_draws=n_draws, seed=seed,
+                            allow_extrapolation=allow_extrapolation)[0]
+        except EiKerasError as error:
+            raise EiKerasError(in_dashboard_words(str(error))) from None
     inputs = {"pH": np.asarray(trace["pH"], np.float32)[None],
               "t": np.asarray(trace["t"], np.float32)[None],
               "known": np.array([[trace["known"][name] for name in KNOWN_NAMES]], np.float32)}
-    decoded = decode_predictions(model, model(inputs, training=False))
+    decoded = decode_predictions(model, model.predict_on_batch(inputs))
     draws = draw_latents(decoded, int(n_draws), np.random.default_rng(seed))[0]
-    clipped = 0
-    for name, values in draws.items():
-        if name in CONDITION_LIMITS:
-            low, high = CONDITION_LIMITS[name]
-            outside = ~np.isfinite(values) | (values < low) | (values > high)
-            clipped += int(outside.sum())
-            draws[name] = np.clip(np.nan_to_num(values, nan=low), low, high)
     grid = np.linspace(0.0, float(t_max), int(n_times))
-    result = forecast_from_draws(trace["known"], draws, grid, threshold=threshold)
-    return dict(result, clipped=clipped)
+    return forecast_from_draws(trace["known"], draws, grid, threshold=threshold)
 
 
-def evaluate_on_dataset(model, path, prefix_length, n_max=300, batch=256, progress=None) -> dict:
+def evaluate_on_dataset(model, path, option, n_max=300, batch=256, progress=None, *,
+                        allow_extrapolation=False) -> dict:
     """Posterior of up to ``n_max`` cases of a dataset against the truth.
 
-    Returns per target: ``truth``, ``median``, ``lo90``, ``hi90`` (physical units),
-    ``transform``, and ``calibration`` (nominal levels in percent → observed coverage),
-    computed from each case's Gaussian in the network's space (log10 for activity).
-    ``progress`` is called with the fraction done.
+    ``option`` is a prefix length or :data:`ANY_FORMAT` (every case its own format; one
+    ``infer`` call per case, as the package's ``infer`` takes no padded batch). Returns
+    per target: ``truth``, ``median``, ``lo90``, ``hi90`` (physical units), ``transform``,
+    and ``calibration`` (nominal levels in percent → observed coverage), computed from
+    each case's Gaussian in the network's space (log10 for activity, logit over the prior
+    range for bounded parameters). ``progress`` is called with the fraction done.
     """
-    data = load_prefix_cached(path, prefix_length)
+    data = _dataset_traces(path, option)
     n = min(int(n_max), len(data.pH))
-    targets = describe_model(model)["target_names"]
+    info = describe_model(model)
+    targets = info["target_names"]
     truth_columns = {name: j for j, name in enumerate(data.latent_names)}
     missing = [name for name in targets if name not in truth_columns]
     if missing:
         raise EiKerasError(f"the dataset has no truth for {missing}")
+    if option == ANY_FORMAT:
+        chunks = [[row] for row in range(n)]
+    else:
+        chunks = [list(range(start, min(n, start + batch))) for start in range(0, n, batch)]
     parts = []
-    for start in range(0, n, batch):
-        rows = slice(start, min(n, start + batch))
+    for rows in chunks:
         known = {name: data.known[rows, j] for j, name in enumerate(data.known_names)}
-        parts.append(infer(model, data.t[rows], data.pH[rows], known))
+        t, pH = data.t[rows], data.pH[rows]
+        if option == ANY_FORMAT:  # one case without its NaN padding
+            valid = np.isfinite(t[0]) & np.isfinite(pH[0])
+            t, pH = t[:, valid], pH[:, valid]
+        try:
+            parts.append(infer(model, t, pH, known, check_fit=False,
+                               allow_extrapolation=allow_extrapolation))
+        except EiKerasError as error:
+            raise EiKerasError(f"case {rows[0]}: {in_dashboard_words(str(error))}") from None
         if progress is not None:
-            progress(min(n, start + batch) / n)
-    transforms = model_info(model)["transforms"]
+            progress((rows[-1] + 1) / n)
     levels = np.arange(5, 100, 5)
     result = {"n": n}
     z95 = ndtri(0.975)
-    for name, transform in zip(targets, transforms):
+    for name, transform, bounds in zip(targets, info["transforms"], info["bounds"]):
         stats = {key: np.concatenate([p[name][key] for p in parts]) for key in parts[0][name]}
         truth = data.latent[:n, truth_columns[name]].astype(float)
         with np.errstate(divide="ignore", invalid="ignore"):
-            loc = forward_transform(transform, stats["median"])
-            scale = (forward_transform(transform, stats["hi95"])
-                     - forward_transform(transform, stats["lo95"])) / (2 * z95)
-            z = (forward_transform(transform, truth) - loc) / scale
+            loc = forward_transform(transform, stats["median"], bounds)
+            scale = (forward_transform(transform, stats["hi95"], bounds)
+                     - forward_transform(transform, stats["lo95"], bounds)) / (2 * z95)
+            z = (forward_transform(transform, truth, bounds) - loc) / scale
         observed = [float(np.mean(np.abs(z) <= ndtri(0.5 + level / 200.0))) for level in levels]
         result[name] = {"truth": truth, "median": stats["median"], "lo90": stats["lo90"],
                         "hi90": stats["hi90"], "transform": transform,
@@ -970,27 +1137,23 @@ def evaluate_on_dataset(model, path, prefix_length, n_max=300, batch=256, progre
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _evaluation(model_path, model_mtime, data_path, data_mtime, prefix_length, n_max):
-    return evaluate_on_dataset(get_model(model_path), data_path, prefix_length, n_max)
+def _evaluation(model_path, model_mtime, data_path, data_mtime, option, n_max,
+                allow_extrapolation):
+    return evaluate_on_dataset(get_model(model_path), data_path, option, n_max,
+                               allow_extrapolation=allow_extrapolation)
 
 
-def evaluation(model_path, data_path, prefix_length, n_max=300) -> dict:
+def evaluation(model_path, data_path, option, n_max=300, *, allow_extrapolation=False) -> dict:
     """:func:`evaluate_on_dataset`, cached per model and dataset file version."""
+    option = option if option == ANY_FORMAT else float(option)
     return _evaluation(str(model_path), _mtime(model_path), str(data_path), _mtime(data_path),
-                       float(prefix_length), int(n_max))
+                       option, int(n_max), bool(allow_extrapolation))
 
 
 def coverage_at(result: dict, level: float) -> float:
     """Observed coverage of the central ``level`` % interval in one target's evaluation."""
     curve = result["calibration"]
     return curve["observed"][curve["nominal"].index(level)]
-
-
-def compatible_prefixes(info: dict, prefix_length: float) -> list[float]:
-    """A dataset's prefix lengths a model trained on ``prefix_length`` s can read, longest
-    first (a model reads any prefix up to the length it was trained on)."""
-    return sorted((length for length in info.get("prefix_lengths", [])
-                   if _compatible(length, prefix_length)), reverse=True)
 
 
 def prior_midpoints() -> dict:

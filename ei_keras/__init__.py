@@ -16,6 +16,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 from ei_keras.errors import EiKerasError  # noqa: E402
 from ei_keras.simulation import simulate  # noqa: E402
 from ei_keras.data import generate_dataset, load_prefix, load_trajectories  # noqa: E402
+from ei_keras.data import load_any_format  # noqa: E402
 from ei_keras.simulation.measurement import get_adaptive_prefix_n_points  # noqa: E402
 from ei_keras import callbacks, layers, losses, optimizers  # noqa: E402
 from ei_keras.models import build_model  # noqa: E402
@@ -25,6 +26,7 @@ from ei_keras.inference import (  # noqa: E402
     fit_least_squares,
     forecast,
     infer,
+    refine,
 )
 
 __version__ = "0.1.0"
@@ -34,6 +36,7 @@ __all__ = [
     "simulate",
     "generate_dataset",
     "load_prefix",
+    "load_any_format",
     "load_trajectories",
     "get_adaptive_prefix_n_points",
     "callbacks",
@@ -46,5 +49,6 @@ __all__ = [
     "fit_least_squares",
     "forecast",
     "infer",
+    "refine",
     "__version__",
 ]

@@ -8,7 +8,6 @@ Both need an optimizer with a float learning rate (a ``LearningRateSchedule`` ca
 written; they raise TypeError, as Keras's ``ReduceLROnPlateau`` does).
 """
 
-import json
 import math
 import os
 import time
@@ -16,6 +15,8 @@ import warnings
 
 import keras
 from keras import ops
+
+from ei_keras.jsonutil import dumps_strict
 
 
 def _current_lr(optimizer):
@@ -156,8 +157,12 @@ class PlateauAfterWarmup(keras.callbacks.Callback):
         self.cooldown_counter = 0
 
     def get_state(self):
-        """JSON-able progress (best, wait, cooldown) for resuming a run."""
-        return {"best": self.best, "wait": self.wait, "cooldown_counter": self.cooldown_counter}
+        """JSON-able progress (best, wait, cooldown) for resuming a run.
+
+        ``best`` is None while no value has been seen (strict JSON has no infinity).
+        """
+        best = self.best if math.isfinite(self.best) else None
+        return {"best": best, "wait": self.wait, "cooldown_counter": self.cooldown_counter}
 
     def set_state(self, state):
         """Restore :meth:`get_state`'s dict; survives the next ``on_train_begin``."""
@@ -175,7 +180,8 @@ class PlateauAfterWarmup(keras.callbacks.Callback):
         _check_float_lr(self.model.optimizer, "PlateauAfterWarmup")
         self._reset()
         if self._restored is not None:
-            self.best = float(self._restored["best"])
+            best = self._restored.get("best")
+            self.best = float(best) if best is not None else self.best
             self.wait = int(self._restored["wait"])
             self.cooldown_counter = int(self._restored["cooldown_counter"])
             self._restored = None
@@ -216,8 +222,9 @@ class HistoryLogger(keras.callbacks.Callback):
     """Append one JSON line per epoch to ``path``: ``{"epoch": n, "time": ..., **logs}``.
 
     ``epoch`` counts completed epochs (1-based); ``time`` is seconds since the epoch (Unix).
-    Each line is written and closed at the end of its epoch, so another process can poll
-    the file while training runs. Put it after callbacks that add to the logs (such as the
+    Each line is strict JSON (a NaN or infinite value is written as ``null``), written,
+    flushed to disk and closed at the end of its epoch, so another process can poll the
+    file while training runs. Put it after callbacks that add to the logs (such as the
     learning-rate callbacks) so their entries are included.
 
     Args:
@@ -232,7 +239,9 @@ class HistoryLogger(keras.callbacks.Callback):
         record = {"epoch": epoch + 1, "time": time.time()}
         record.update({key: float(value) for key, value in (logs or {}).items()})
         with open(self.path, "a", encoding="utf-8") as stream:
-            stream.write(json.dumps(record) + "\n")
+            stream.write(dumps_strict(record) + "\n")
+            stream.flush()
+            os.fsync(stream.fileno())
 
 
 class StopOnFile(keras.callbacks.Callback):

@@ -32,6 +32,18 @@ DEFAULT_DATASET_CONFIG = {
         "use_offset": True,
         "add_noise": True,
     },
+    # Readings in any format: every sample its own prefix length L and reading interval
+    # dt (see README "Dataset files"); written as the any_format/ group when enabled.
+    "any_format": {
+        "enabled": False,
+        "prefix_length_s": [2.0, 600.0],
+        "reading_interval_s": [0.1, 10.0],
+        "sampling": "log-uniform",
+        "min_readings": 3,
+        "max_readings": 1201,
+        "timing_jitter": 0.0,
+        "drop_fraction": 0.0,
+    },
 }
 
 # Always inferred; the nuisance parameters may be added.
@@ -46,6 +58,12 @@ _PARAM_DOMAINS = {
 }
 # The switch that must be on for a nuisance parameter to vary (and be inferable).
 _NUISANCE_SWITCHES = {"tau_probe": "use_probe_lag", "pH_offset": "use_offset"}
+# How any-format samples draw L and dt: log-uniform in [low, high], or from a list.
+ANY_FORMAT_SAMPLINGS = ("log-uniform", "grid")
+# Readings per any-format sample at most: the padded width of its arrays, which a chunk
+# of 1000 cases holds in memory several times; well below 1e5 also keeps jittered times
+# (at least 2 % of an interval apart) distinct when stored as float32.
+MAX_READINGS_LIMIT = 20_000
 
 
 def _fail(field, value, allowed):
@@ -92,10 +110,14 @@ def _boolean(value, field):
     return value
 
 
-def _check_prefix_lengths(value):
+def _check_prefix_lengths(value, allow_empty=False):
     field = "prefix_lengths"
-    allowed = "a non-empty list of distinct finite numbers > 0 (seconds)"
-    if not isinstance(value, (list, tuple)) or not value:
+    if allow_empty:
+        allowed = "a list of distinct finite numbers > 0 (seconds), empty for none"
+    else:
+        allowed = ("a non-empty list of distinct finite numbers > 0 (seconds); "
+                   "empty only with any_format.enabled")
+    if not isinstance(value, (list, tuple)) or not (value or allow_empty):
         _fail(field, value, allowed)
     if not all(_is_number(length) and length > 0 for length in value):
         _fail(field, value, allowed)
@@ -103,6 +125,54 @@ def _check_prefix_lengths(value):
     if len(set(lengths)) != len(lengths):
         _fail(field, value, allowed)
     return lengths
+
+
+def _check_format_values(value, field, sampling):
+    """Seconds for L or dt: [low, high] (log-uniform) or the distinct values of a grid."""
+    if sampling == "grid":
+        allowed = "a non-empty list of distinct finite numbers > 0 (seconds) for grid sampling"
+        if not isinstance(value, (list, tuple)) or not value:
+            _fail(field, value, allowed)
+        if not all(_is_number(v) and v > 0 for v in value) or len(set(value)) != len(value):
+            _fail(field, value, allowed)
+        return sorted(float(v) for v in value)
+    allowed = "[low, high] with 0 < low <= high (seconds) for log-uniform sampling"
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        _fail(field, value, allowed)
+    low, high = value
+    if not (_is_number(low) and _is_number(high)) or not 0 < low <= high:
+        _fail(field, value, allowed)
+    return [float(low), float(high)]
+
+
+def _check_any_format(section):
+    """The any_format sub-config, normalised (floats, grid values sorted)."""
+    prefix = "any_format."
+    checked = dict(section)
+    _boolean(section["enabled"], prefix + "enabled")
+    sampling = section["sampling"]
+    if sampling not in ANY_FORMAT_SAMPLINGS:
+        _fail(prefix + "sampling", sampling, " or ".join(map(repr, ANY_FORMAT_SAMPLINGS)))
+    for key in ("prefix_length_s", "reading_interval_s"):
+        checked[key] = _check_format_values(section[key], prefix + key, sampling)
+    low = checked["min_readings"] = _integer(section["min_readings"], prefix + "min_readings", 2)
+    high = section["max_readings"]
+    if isinstance(high, float) and high.is_integer():
+        high = int(high)
+    if not isinstance(high, int) or isinstance(high, bool) or not low <= high <= MAX_READINGS_LIMIT:
+        _fail(prefix + "max_readings", section["max_readings"],
+              f"an integer from min_readings ({low}) to {MAX_READINGS_LIMIT}")
+    checked["max_readings"] = high
+    jitter = section["timing_jitter"]
+    if not _is_number(jitter) or jitter < 0:
+        _fail(prefix + "timing_jitter", jitter,
+              "a finite number >= 0 (standard deviation as a fraction of the interval)")
+    checked["timing_jitter"] = float(jitter)
+    drop = section["drop_fraction"]
+    if not _is_number(drop) or not 0 <= drop < 1:
+        _fail(prefix + "drop_fraction", drop, "a number in [0, 1) (probability per reading)")
+    checked["drop_fraction"] = float(drop)
+    return checked
 
 
 def _check_param_ranges(ranges):
@@ -164,7 +234,8 @@ def resolve_dataset_config(config=None):
     -------
     dict
         A new JSON-compatible dict with every key, numbers normalised (``prefix_lengths``
-        sorted ascending, ``infer_params`` in the order of ``LATENT_NAMES``).
+        and any-format grid values sorted ascending, ``infer_params`` in the order of
+        ``LATENT_NAMES``).
 
     Raises
     ------
@@ -187,7 +258,9 @@ def resolve_dataset_config(config=None):
     merged["seed"] = _integer(merged["seed"], "seed", 0)
     merged["t_max"] = _positive(merged["t_max"], "t_max")
     merged["n_times"] = _integer(merged["n_times"], "n_times", 2)
-    merged["prefix_lengths"] = _check_prefix_lengths(merged["prefix_lengths"])
+    merged["any_format"] = _check_any_format(merged["any_format"])
+    merged["prefix_lengths"] = _check_prefix_lengths(
+        merged["prefix_lengths"], allow_empty=merged["any_format"]["enabled"])
     merged["prefix_n_points"] = _integer(merged["prefix_n_points"], "prefix_n_points", 2)
     _boolean(merged["use_adaptive_n_points"], "use_adaptive_n_points")
     merged["target_dt"] = _positive(merged["target_dt"], "target_dt")

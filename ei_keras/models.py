@@ -1,14 +1,20 @@
-"""The ei_keras network: pH prefix + known conditions → Gaussian over the latent parameters.
+"""The ei_keras network: pH trace + known conditions → Gaussian over the latent parameters.
 
-``build_model`` wires the registered layers into a functional ``keras.Model``:
+``build_model`` wires the registered layers into a functional ``keras.Model``. With
+``encoding="bins"`` (the ``"binned"`` architecture: any length, any reading rate):
 
-    pH (batch, steps), t (batch, steps), known (batch, 5)
-      → PrefixFeatures [normalised pH, time, dt] (NaN marks padding → Keras mask)
-      → TCNEncoder (residual dilated causal Conv1D, mask-aware downsampling)
-      → WeightedTemporalPooling (or AverageTemporalPooling)  ─┐
-      known → Standardize → MLP ──────────────────────────────┴→ concat → MLP
+    pH (batch, steps), t (batch, steps), known (batch, 5)   (NaN marks padding)
+      → TraceBins: n_bins bins even in sqrt(t / t_last), mean pH change and counts
+      → TCNEncoder (residual dilated Conv1D, "same" padding: bounded local features)
+      → WeightedTemporalPooling over the occupied bins ─────────┐
+      known → Standardize ─┬─ concat → MLP ─────────────────────┴→ concat → MLP
+      TraceFormat (length, readings, spacing) ┘
       → mean, log_var → GaussianPosterior  = output "posterior" (batch, 2 p)
-      attention weights → ReadingAttention = output "attention" (batch, steps)
+      bin weights → BinnedReadingAttention = output "attention" (batch, steps)
+
+With ``encoding="readings"`` (the fixed-format ``"compact"``/``"recipe"`` architectures
+of the old-vs-new study) PrefixFeatures feeds every reading to a causal TCN instead, and
+ReadingAttention spreads the weights of its downsampled steps.
 
 All statistics (pH, time and known-input scaling; target transforms and standardisation)
 live in layer configs, so a saved ``.keras`` file maps raw readings to physical units on
@@ -24,19 +30,26 @@ import numpy as np
 
 from ei_keras.layers import (
     AverageTemporalPooling,
+    BinnedReadingAttention,
     GaussianPosterior,
     PrefixFeatures,
     ReadingAttention,
     Standardize,
     TCNEncoder,
+    TraceBins,
+    TraceFormat,
     WeightedTemporalPooling,
 )
 from ei_keras.layers.gaussian_posterior import forward_transform
 from ei_keras.simulation import KNOWN_NAMES
+from ei_keras.simulation.priors import DEFAULT_PARAM_RANGES
 
 TARGET_NAMES = ("activity", "k_d")
-# Targets trained in a transformed space; the rest are standardised as they are.
-TARGET_TRANSFORMS = {"activity": "log10"}
+# Targets trained in a transformed space: log10 for the log-uniform activity, a logit
+# over the prior range for the bounded ones, so every summary and every draw of the
+# posterior is physically valid without clipping. Others are standardised as they are.
+TARGET_TRANSFORMS = {"activity": "log10", "k_d": "logit", "tau_probe": "logit",
+                     "pH_offset": "logit"}
 REFERENCE_INPUT = "initial_pH"
 
 # Architecture presets. "compact" is the default (CPU-friendly: mask-aware average
@@ -52,6 +65,14 @@ ARCHITECTURES = {
         "filters": (64, 128, 256), "kernel_size": 3, "dilations": (1, 2, 4),
         "pool_sizes": (1, 1, 1), "dropout": 0.1, "known_units": (64,), "head_units": (128,),
         "max_encoder_steps": None,
+    },
+    # Any trace length and reading rate: readings averaged into 64 bins (even in
+    # sqrt(time)), a non-causal TCN whose receptive field spans 21 bins, so the attention
+    # weighs local evidence; the trace's format enters the head beside the known inputs.
+    "binned": {
+        "filters": (32, 48, 64), "kernel_size": 3, "dilations": (1, 2, 2),
+        "pool_sizes": (1, 1, 1), "dropout": 0.0, "known_units": (64,), "head_units": (128, 64),
+        "max_encoder_steps": None, "encoding": "bins", "n_bins": 64, "padding": "same",
     },
 }
 
@@ -75,8 +96,15 @@ def architecture_kwargs(architecture, n_points):
     return kwargs
 
 
-def default_normalization(known_names=KNOWN_NAMES, target_names=TARGET_NAMES):
-    """Unit statistics (no rescaling) for the given names; for tests and quick starts."""
+def default_normalization(known_names=KNOWN_NAMES, target_names=TARGET_NAMES,
+                          bounds=None):
+    """Unit statistics (no rescaling) for the given names; for tests and quick starts.
+
+    ``bounds`` maps a target name to its prior ``[low, high]``; targets with a logit
+    transform need one (default: the package's default priors).
+    """
+    bounds = {**DEFAULT_PARAM_RANGES, **(bounds or {})}
+    transforms = [TARGET_TRANSFORMS.get(name, "identity") for name in target_names]
     return {
         "known_names": list(known_names),
         "known_mean": [0.0] * len(known_names),
@@ -88,9 +116,12 @@ def default_normalization(known_names=KNOWN_NAMES, target_names=TARGET_NAMES):
         "time_scale": 1.0,
         "dt_scale": 1.0,
         "target_names": list(target_names),
-        "transforms": [TARGET_TRANSFORMS.get(name, "identity") for name in target_names],
+        "transforms": transforms,
+        "bounds": [list(map(float, bounds[name])) if transform == "logit" else None
+                   for name, transform in zip(target_names, transforms)],
         "target_loc": [0.0] * len(target_names),
         "target_scale": [1.0] * len(target_names),
+        "domain": None,
     }
 
 
@@ -100,7 +131,7 @@ def _safe_std(values, axis=None):
 
 
 def fit_normalization(t, pH, known, targets, known_names=KNOWN_NAMES,
-                      target_names=TARGET_NAMES):
+                      target_names=TARGET_NAMES, bounds=None, domain=None):
     """Statistics for :func:`build_model` from training arrays (NaN padding ignored).
 
     The pH channel is the reading minus the measured initial pH (known input
@@ -115,6 +146,9 @@ def fit_normalization(t, pH, known, targets, known_names=KNOWN_NAMES,
         targets: ``(n, len(target_names))`` in physical units.
         known_names: names of the known columns.
         target_names: names of the target columns.
+        bounds: prior ``[low, high]`` per target name (for the logit transforms).
+        domain: what the data covered (see :func:`ei_keras.inference.domain.training_domain`),
+            stored in the model for its domain guard.
 
     Returns:
         a JSON-able dict accepted by :func:`build_model`.
@@ -127,7 +161,8 @@ def fit_normalization(t, pH, known, targets, known_names=KNOWN_NAMES,
         raise ValueError(f"known must be ({len(pH)}, {len(known_names)}); got {known.shape}")
     if targets.shape != (len(pH), len(target_names)):
         raise ValueError(f"targets must be ({len(pH)}, {len(target_names)}); got {targets.shape}")
-    stats = default_normalization(known_names, target_names)
+    stats = default_normalization(known_names, target_names, bounds)
+    stats["domain"] = domain
     reference = stats["reference_index"]
     if reference is None:
         stats["ph_center"] = float(np.nanmean(pH))
@@ -141,7 +176,7 @@ def fit_normalization(t, pH, known, targets, known_names=KNOWN_NAMES,
     stats["dt_scale"] = float(np.median(spacing)) if spacing.size else 1.0
     stats["known_mean"] = np.mean(known, axis=0).tolist()
     stats["known_std"] = _safe_std(known, axis=0).tolist()
-    transformed = np.stack([forward_transform(tr, targets[:, j])
+    transformed = np.stack([forward_transform(tr, targets[:, j], stats["bounds"][j])
                             for j, tr in enumerate(stats["transforms"])], axis=1)
     stats["target_loc"] = np.mean(transformed, axis=0).tolist()
     stats["target_scale"] = _safe_std(transformed, axis=0).tolist()
@@ -151,8 +186,8 @@ def fit_normalization(t, pH, known, targets, known_names=KNOWN_NAMES,
 def build_model(normalization=None, *, filters=(32, 48, 64), kernel_size=3, dilations=(1, 2, 4),
                 pool_sizes=(1, 2, 2), input_pool=1, dropout=0.0, known_units=(32,),
                 head_units=(64,), pooling="weighted", attention_units=None, early_bias=1.0,
-                early_bias_decay=0.2, log_var_min=-4.6, log_var_max=10.0,
-                name="ei_keras_posterior"):
+                early_bias_decay=0.2, log_var_min=-13.8, log_var_max=10.0,
+                encoding="readings", n_bins=64, padding="causal", name="ei_keras_posterior"):
     """Build the (uncompiled) network; the defaults are the ``"compact"`` architecture.
 
     Args:
@@ -173,6 +208,10 @@ def build_model(normalization=None, *, filters=(32, 48, 64), kernel_size=3, dila
         early_bias_decay: decay length of that bias in normalised time.
         log_var_min: lower log-variance clamp recorded for decoding (match the loss).
         log_var_max: upper log-variance clamp recorded for decoding (match the loss).
+        encoding: ``"readings"`` (every reading is an encoder step; fixed formats) or
+            ``"bins"`` (readings averaged into ``n_bins`` time bins; any format).
+        n_bins: bins of the ``"bins"`` encoding.
+        padding: ``"causal"`` or ``"same"`` TCN convolutions.
         name: model name.
 
     Returns:
@@ -184,6 +223,8 @@ def build_model(normalization=None, *, filters=(32, 48, 64), kernel_size=3, dila
     """
     if pooling not in ("weighted", "average"):
         raise ValueError(f"pooling must be 'weighted' or 'average'; got {pooling!r}")
+    if encoding not in ("readings", "bins"):
+        raise ValueError(f"encoding must be 'readings' or 'bins'; got {encoding!r}")
     stats = default_normalization() if normalization is None else normalization
     known_names, target_names = stats["known_names"], stats["target_names"]
 
@@ -191,12 +232,18 @@ def build_model(normalization=None, *, filters=(32, 48, 64), kernel_size=3, dila
     t_in = keras.Input((None,), name="t")
     known_in = keras.Input((len(known_names),), name="known")
 
-    features = PrefixFeatures(
-        ph_scale=stats["ph_scale"], time_scale=stats["time_scale"], dt_scale=stats["dt_scale"],
-        reference_index=stats["reference_index"], ph_center=stats["ph_center"],
-        name="features")([ph_in, t_in, known_in])
+    if encoding == "bins":
+        features = TraceBins(
+            n_bins, ph_scale=stats["ph_scale"], time_scale=stats["time_scale"],
+            reference_index=stats["reference_index"], ph_center=stats["ph_center"],
+            name="features")([ph_in, t_in, known_in])
+    else:
+        features = PrefixFeatures(
+            ph_scale=stats["ph_scale"], time_scale=stats["time_scale"],
+            dt_scale=stats["dt_scale"], reference_index=stats["reference_index"],
+            ph_center=stats["ph_center"], name="features")([ph_in, t_in, known_in])
     encoder = TCNEncoder(filters, kernel_size, dilations, pool_sizes, input_pool, dropout,
-                         name="encoder")
+                         padding=padding, name="encoder")
     sequence = encoder(features)
     if pooling == "weighted":
         pool = WeightedTemporalPooling(attention_units, early_bias, early_bias_decay,
@@ -207,6 +254,10 @@ def build_model(normalization=None, *, filters=(32, 48, 64), kernel_size=3, dila
 
     context = Standardize(stats["known_mean"], stats["known_std"], known_names,
                           name="known_standardize")(known_in)
+    if encoding == "bins":
+        trace_format = TraceFormat(stats["time_scale"], stats["dt_scale"],
+                                   name="trace_format")([ph_in, t_in])
+        context = keras.layers.Concatenate(name="known_and_format")([context, trace_format])
     for index, units in enumerate(known_units):
         context = keras.layers.Dense(units, activation="relu", name=f"known_dense{index}")(context)
     hidden = keras.layers.Concatenate(name="merge")([pooled, context])
@@ -219,8 +270,13 @@ def build_model(normalization=None, *, filters=(32, 48, 64), kernel_size=3, dila
                                  name="log_var")(hidden)
     posterior = GaussianPosterior(
         target_names, stats["transforms"], stats["target_loc"], stats["target_scale"],
-        log_var_min, log_var_max, name="posterior")([mean, log_var])
-    attention = ReadingAttention(encoder.downsampling, name="attention")([weights, ph_in, t_in])
+        log_var_min, log_var_max, bounds=stats.get("bounds"), domain=stats.get("domain"),
+        name="posterior")([mean, log_var])
+    if encoding == "bins":
+        attention = BinnedReadingAttention(n_bins, name="attention")([weights, ph_in, t_in])
+    else:
+        attention = ReadingAttention(encoder.downsampling, name="attention")(
+            [weights, ph_in, t_in])
     return keras.Model(
         inputs={"pH": ph_in, "t": t_in, "known": known_in},
         outputs={"posterior": posterior, "attention": attention}, name=name)
@@ -275,8 +331,10 @@ def model_info(model):
         "known_names": list(known.names),
         "target_names": list(posterior.target_names),
         "transforms": list(posterior.transforms),
+        "bounds": list(getattr(posterior, "bounds", [None] * len(posterior.target_names))),
         "time_scale": features.time_scale,
-        "downsampling": model.get_layer("attention").downsampling,
+        "any_format": isinstance(features, TraceBins),
+        "domain": getattr(posterior, "domain", None),
     }
 
 

@@ -5,11 +5,17 @@ dashboard can poll it:
 
     config.json     the resolved configuration (training, model, normalisation, data, versions)
     history.jsonl   one JSON line per epoch: epoch, loss, val_loss, learning_rate, time
-    status.json     state (running/finished/stopped/failed), epoch, batch, best val_loss
+    status.json     state (running/finished/stopped/interrupted/failed), epoch, batch,
+                    best val_loss
+    checkpoint.json the last completed epoch's state (what ``resume`` continues from)
     best.keras      the model with the lowest val_loss so far
     last.keras      the model after the latest epoch (used by ``resume``)
     final.keras     the model when training ended
     stop            create this file to end training cleanly (the best model is kept)
+    .lock           held by the one trainer writing the directory
+
+How these files stay consistent through any interruption, and why one trainer at a time
+writes them: :mod:`ei_keras.run_directory`.
 
 Presets: ``improved`` (compact architecture, weighted pooling, AdamW weight decay 1e-5,
 global clip norm 5, batch 256, lr 1e-3, 5 warmup epochs, plateau ×0.7 after 10 epochs)
@@ -18,9 +24,8 @@ weight decay, global clip norm 1, no warmup, plateau ×0.5 after 5 epochs).
 """
 
 import dataclasses
+import functools
 import inspect
-import json
-import math
 import os
 import platform
 import sys
@@ -31,7 +36,9 @@ import keras
 import numpy as np
 
 from ei_keras.callbacks import HistoryLogger, LinearWarmup, PlateauAfterWarmup, StopOnFile
+from ei_keras import run_directory as rundir
 from ei_keras.errors import EiKerasError
+from ei_keras.fileio import make_dirs, sigterm_as_interrupt, write_json
 from ei_keras.losses import RegularizedGaussianNLL
 from ei_keras.models import (
     ARCHITECTURES,
@@ -40,7 +47,12 @@ from ei_keras.models import (
     fit_normalization,
     save_model,
 )
+from ei_keras.data.batches import LengthBatches
+from ei_keras.inference.domain import training_domain
 from ei_keras.optimizers import AdamW
+
+# The prefix length that selects a dataset's any-format traces (every length and rate).
+ANY_FORMAT = "any"
 
 PRESETS = {
     "improved": {
@@ -48,6 +60,14 @@ PRESETS = {
         "learning_rate": 1e-3, "weight_decay": 1e-5, "global_clipnorm": 5.0,
         "warmup_epochs": 5, "plateau_factor": 0.7, "plateau_patience": 10,
         "early_stopping_patience": 25,
+    },
+    # Any trace length and reading rate (train with prefix_length="any" on a dataset
+    # generated with --any-format): the improved recipe on the binned architecture.
+    "anyformat": {
+        "architecture": "binned", "pooling": "weighted", "batch_size": 256,
+        "learning_rate": 1e-3, "weight_decay": 1e-5, "global_clipnorm": 5.0,
+        "warmup_epochs": 5, "plateau_factor": 0.7, "plateau_patience": 8,
+        "early_stopping_patience": 20,
     },
     "baseline": {
         "architecture": "recipe", "pooling": "average", "batch_size": 128,
@@ -57,8 +77,8 @@ PRESETS = {
     },
 }
 
-RUN_FILES = ("config.json", "history.jsonl", "status.json", "best.keras", "last.keras",
-             "final.keras")
+RUN_FILES = ("config.json", "history.jsonl", "status.json", "checkpoint.json", "best.keras",
+             "last.keras", "final.keras")
 STOP_FILE = "stop"
 
 
@@ -112,7 +132,7 @@ class TrainConfig:
     plateau_min_delta: float = 1e-4
     min_lr: float = 1e-6
     early_stopping_patience: int = 25
-    log_var_min: float = -4.6
+    log_var_min: float = -13.8
     log_var_max: float = 10.0
     target_variance: float = 0.1
     variance_weight: float = 0.01
@@ -208,96 +228,34 @@ class TrainResult:
     history: list
 
 
-def _write_json(path, payload):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as stream:
-        json.dump(payload, stream, indent=2)
-    os.replace(tmp, path)
-
-
-def read_history(run_dir):
-    """The epochs recorded in ``run_dir/history.jsonl`` (a list of dicts; [] if none)."""
-    path = Path(run_dir) / "history.jsonl"
-    if not path.exists():
-        return []
-    with open(path, encoding="utf-8") as stream:
-        return [json.loads(line) for line in stream if line.strip()]
-
-
-class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-    """Keras early stopping whose counters survive a resume."""
-
-    def __init__(self, restored=None, **kwargs):
-        super().__init__(**kwargs)
-        self._restored = restored
-
-    def get_state(self):
-        best = None if self.best is None else float(self.best)
-        return {"best": best, "wait": int(self.wait), "best_epoch": int(self.best_epoch)}
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        if self._restored:
-            self.best = self._restored["best"]
-            self.wait = int(self._restored["wait"])
-            self.best_epoch = int(self._restored["best_epoch"])
-
-
-class _RunRecorder(keras.callbacks.Callback):
-    """Checkpoints (best/last) and ``status.json`` after every epoch; progress in between."""
-
-    def __init__(self, run_dir, epochs, plateau, early_stopping, best_val_loss=None,
-                 interval=2.0):
-        super().__init__()
-        self.run_dir = Path(run_dir)
-        self.epochs = epochs
-        self.plateau = plateau
-        self.early_stopping = early_stopping
-        self.best_val_loss = math.inf if best_val_loss is None else best_val_loss
-        self.best_epoch = None
-        self.epoch = 0
-        self.failed = False
-        self.interval = interval
-        self._last_write = 0.0
-
-    def status(self, state, **extra):
-        payload = {"state": state, "epoch": self.epoch, "epochs": self.epochs,
-                   "best_val_loss": None if math.isinf(self.best_val_loss) else self.best_val_loss,
-                   "best_epoch": self.best_epoch, "updated": time.time()}
-        payload.update(extra)
-        _write_json(self.run_dir / "status.json", payload)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_index = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        now = time.monotonic()
-        if now - self._last_write >= self.interval:
-            self._last_write = now
-            self.status("running", batch=batch + 1, steps=(self.params or {}).get("steps"),
-                        current_epoch=self._epoch_index + 1)
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        if not all(math.isfinite(float(v)) for v in logs.values()):
-            self.failed = True
-            return
-        self.epoch = epoch + 1
-        val_loss = float(logs.get("val_loss", logs.get("loss")))
-        if val_loss < self.best_val_loss:
-            self.best_val_loss, self.best_epoch = val_loss, epoch + 1
-            save_model(self.model, self.run_dir / "best.keras")
-        save_model(self.model, self.run_dir / "last.keras")
-        self.status("running", plateau=self.plateau.get_state(),
-                    early_stopping=self.early_stopping.get_state())
+read_history = rundir.read_history
 
 
 def _load_data(data, prefix_length):
     if isinstance(data, (str, os.PathLike)):
-        from ei_keras.data import load_prefix
+        from ei_keras.data import load_any_format, load_prefix
 
+        if prefix_length == ANY_FORMAT:
+            return load_any_format(data), os.fspath(data)
         return load_prefix(data, prefix_length), os.fspath(data)
     return data, None
+
+
+def _length_label(prefix_length):
+    return "any" if prefix_length == ANY_FORMAT else f"{float(prefix_length):g}s"
+
+
+def _stored_length(prefix_length):
+    return ANY_FORMAT if prefix_length == ANY_FORMAT else float(prefix_length)
+
+
+def _batches(dataset, index, y, config, shuffle):
+    """Inputs for ``model.fit``: arrays for one fixed format, length-grouped batches for
+    NaN-padded any-format traces."""
+    if not np.isnan(dataset.pH).any():
+        return _inputs(dataset, index), {"posterior": y}
+    return LengthBatches(dataset.t[index], dataset.pH[index], dataset.known[index], y,
+                         config.batch_size, shuffle=shuffle, seed=config.seed), None
 
 
 def _split(n, val_fraction, seed):
@@ -311,16 +269,55 @@ def _inputs(data, index):
 
 
 def _new_run_dir(out_dir, preset, prefix_length):
+    """``out_dir`` (default ``runs/<time>-<preset>-<L>``), created."""
     if out_dir is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        out_dir = Path("runs") / f"{stamp}-{preset}-{prefix_length:g}s"
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any((out_dir / name).exists() for name in RUN_FILES):
+        out_dir = Path("runs") / f"{stamp}-{preset}-{prefix_length}"
+    return make_dirs(out_dir)
+
+
+def _one_writer(train_function):
+    """``train`` holding its run directory's lock, with SIGTERM handled like Ctrl-C.
+
+    Settings are checked and the directory is created before the lock is taken; whether
+    the directory already holds a run, and everything a resume reads, is looked at only
+    while holding it.
+    """
+
+    @functools.wraps(train_function)
+    def locked(data, prefix_length, preset=None, out_dir=None, *, resume=False, **kwargs):
+        if resume:
+            if out_dir is None:
+                raise EiKerasError("nothing to resume: give the run directory (out_dir, --out)")
+            rundir.read_config(out_dir)
+            run_dir = Path(out_dir)
+        else:
+            preset = preset or "improved"
+            resolve_config(preset, **{k: v for k, v in kwargs.items() if k != "verbose"})
+            run_dir = _new_run_dir(out_dir, preset, _length_label(prefix_length))
+        with rundir.holding(run_dir), sigterm_as_interrupt():
+            return train_function(data, prefix_length, preset, run_dir, resume=resume, **kwargs)
+
+    return locked
+
+
+def _resumed_config(run_dir, saved, preset, overrides):
+    """The saved TrainConfig with ``epochs`` possibly raised; one line for anything else."""
+    config_path = run_dir / rundir.CONFIG
+    extra = sorted(set(overrides) - {"epochs"})
+    if extra:
         raise EiKerasError(
-            f"{out_dir} already holds a training run; resume it (resume=True, --resume) or "
-            f"choose another output directory")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return out_dir
+            f"cannot resume {run_dir} with other settings {extra}: a resumed run keeps the "
+            f"configuration in {config_path}; only epochs may change")
+    if preset is not None and preset != saved["train"].get("preset"):
+        raise EiKerasError(
+            f"cannot resume {run_dir} with preset {preset!r}: it was trained with "
+            f"{saved['train'].get('preset')!r} ({config_path}); leave out --preset")
+    try:
+        return TrainConfig(**dict(saved["train"], **overrides))
+    except (TypeError, ValueError) as error:
+        raise EiKerasError(f"{config_path}: not a valid training configuration ({error}); "
+                           f"{rundir.NEW_RUN}") from None
 
 
 def _compile(model, config, optimizer=None):
@@ -333,7 +330,8 @@ def _compile(model, config, optimizer=None):
     model.compile(optimizer=optimizer, loss={"posterior": loss}, jit_compile=config.jit_compile)
 
 
-def train(data, prefix_length, preset="improved", out_dir=None, *, resume=False,
+@_one_writer
+def train(data, prefix_length, preset=None, out_dir=None, *, resume=False,
           verbose="auto", **overrides):
     """Train on one prefix length; write the run directory described in this module.
 
@@ -341,12 +339,15 @@ def train(data, prefix_length, preset="improved", out_dir=None, *, resume=False,
         data: path of an HDF5 dataset from ``ei-keras generate``, or an object with the
             attributes of ``ei_keras.data.PrefixData`` (``t``, ``pH``, ``known``,
             ``known_names``, ``targets``, ``target_names``, ``config``).
-        prefix_length: prefix length in seconds (a group of the file).
-        preset: ``"improved"`` or ``"baseline"``.
+        prefix_length: prefix length in seconds (a group of the file), or ``"any"`` for
+            the file's any-format traces (every sample its own length and reading rate;
+            use the ``"anyformat"`` preset).
+        preset: ``"improved"`` (the default for a new run) or ``"baseline"``; a resumed
+            run keeps its own.
         out_dir: run directory (default ``runs/<time>-<preset>-<L>s``); it must not hold a
-            run unless ``resume``.
-        resume: continue the run in ``out_dir`` from its last epoch, with its saved
-            configuration (only ``epochs`` may be raised).
+            run unless ``resume``. One trainer at a time writes it (an exclusive lock).
+        resume: continue the run in ``out_dir`` after its last completed epoch, with its
+            saved configuration (only ``epochs`` may be raised), on the same data.
         verbose: Keras verbosity; ``"auto"`` shows a progress bar on a terminal and one
             line per epoch otherwise.
         **overrides: any :class:`TrainConfig` field, e.g. ``epochs=50, batch_size=128``.
@@ -355,58 +356,59 @@ def train(data, prefix_length, preset="improved", out_dir=None, *, resume=False,
         :class:`TrainResult`.
 
     Raises:
-        EiKerasError: unreadable data, a run directory already in use, nothing to resume.
+        EiKerasError: unreadable data; a run directory already holding a run, or being
+            written by another process (its pid is named); nothing to resume, other data
+            or settings than the run's, or run files that contradict each other.
         ValueError: an unknown or invalid setting.
     """
+    run_dir = out_dir  # set by _one_writer: created and locked
     if resume:
-        if out_dir is None or not (Path(out_dir) / "config.json").exists():
-            raise EiKerasError(f"nothing to resume in {out_dir}: no config.json there")
-        run_dir = Path(out_dir)
-        with open(run_dir / "config.json", encoding="utf-8") as stream:
-            saved = json.load(stream)
-        extra = sorted(set(overrides) - {"epochs"})
-        if extra:
-            raise ValueError(f"a resumed run keeps its configuration; only epochs may change, "
-                             f"got {extra}")
-        config = TrainConfig(**dict(saved["train"], **overrides))
+        saved = rundir.read_config(run_dir)
+        config = _resumed_config(run_dir, saved, preset, overrides)
     else:
         config = resolve_config(preset, **overrides)
-        run_dir = _new_run_dir(out_dir, preset, float(prefix_length))
+        rundir.check_fresh(run_dir, RUN_FILES)
     (run_dir / STOP_FILE).unlink(missing_ok=True)
 
     dataset, data_path = _load_data(data, prefix_length)
     n = len(dataset.pH) if config.max_samples is None else min(config.max_samples, len(dataset.pH))
+    if n < 2:
+        raise EiKerasError(f"{data_path or 'the data'}: {n} sample(s); training needs at least "
+                           f"2 (one is held out for validation)")
+    if resume:
+        rundir.check_same_data(run_dir, saved, dataset, _stored_length(prefix_length),
+                               data_path, n)
     train_index, val_index = _split(n, config.val_fraction, config.seed)
     known_names, target_names = tuple(dataset.known_names), tuple(dataset.target_names)
 
-    state = {}
-    if resume:
-        status_path = run_dir / "status.json"
-        state = json.loads(status_path.read_text()) if status_path.exists() else {}
-    initial_epoch = int(state.get("epoch", 0)) if "plateau" in state else 0
+    # The last completed epoch's state; the run's files rolled to it (history truncated).
+    state = rundir.resume_state(run_dir, config.epochs) if resume else {}
+    initial_epoch = int(state.get("epoch", 0))
     keras.utils.set_random_seed(config.seed + initial_epoch)
 
     if initial_epoch:
-        model = keras.saving.load_model(run_dir / "last.keras")
+        model = rundir.load_last_model(run_dir)
         _compile(model, config, optimizer=model.optimizer)
-        history = [r for r in read_history(run_dir) if r["epoch"] <= initial_epoch]
-        with open(run_dir / "history.jsonl", "w", encoding="utf-8") as stream:
-            stream.writelines(json.dumps(r) + "\n" for r in history)
+        if state.get("learning_rate") is not None:
+            model.optimizer.learning_rate = float(state["learning_rate"])
     else:
+        generation = getattr(dataset, "config", None) or {}
         stats = fit_normalization(dataset.t[train_index], dataset.pH[train_index],
                                   dataset.known[train_index], dataset.targets[train_index],
-                                  known_names, target_names)
+                                  known_names, target_names,
+                                  bounds=generation.get("param_ranges"),
+                                  domain=training_domain(dataset))
         model_kwargs = architecture_kwargs(config.architecture, dataset.pH.shape[1])
         model_kwargs.update(config.model, pooling=config.pooling,
                             log_var_min=config.log_var_min, log_var_max=config.log_var_max)
         model = build_model(stats, **model_kwargs)
         _compile(model, config)
-        (run_dir / "history.jsonl").unlink(missing_ok=True)
-        _write_json(run_dir / "config.json", {
+        rundir.clear_partial(run_dir)  # a resumed run that never completed an epoch
+        write_json(run_dir / rundir.CONFIG, {
             "train": config.to_dict(),
             "model": {k: list(v) if isinstance(v, tuple) else v for k, v in model_kwargs.items()},
             "normalization": stats,
-            "data": {"path": data_path, "prefix_length": float(prefix_length),
+            "data": {"path": data_path, "prefix_length": _stored_length(prefix_length),
                      "n_points": int(dataset.pH.shape[1]), "n_train": int(len(train_index)),
                      "n_val": int(len(val_index)), "known_names": list(known_names),
                      "target_names": list(target_names),
@@ -416,21 +418,22 @@ def train(data, prefix_length, preset="improved", out_dir=None, *, resume=False,
         })
 
     encode = model.get_layer("posterior").encode
-    x_train, y_train = _inputs(dataset, train_index), encode(dataset.targets[train_index])
-    x_val, y_val = _inputs(dataset, val_index), encode(dataset.targets[val_index])
+    x_train, y_train = _batches(dataset, train_index, encode(dataset.targets[train_index]),
+                                config, shuffle=True)
+    x_val, y_val = _batches(dataset, val_index, encode(dataset.targets[val_index]), config,
+                            shuffle=False)
 
     plateau = PlateauAfterWarmup(
         factor=config.plateau_factor, patience=config.plateau_patience, min_lr=config.min_lr,
         warmup_epochs=config.warmup_epochs, min_delta=config.plateau_min_delta)
     if "plateau" in state:
         plateau.set_state(state["plateau"])
-    early_stopping = _ResumableEarlyStopping(
+    early_stopping = rundir.ResumableEarlyStopping(
         restored=state.get("early_stopping"), patience=config.early_stopping_patience,
         start_from_epoch=config.warmup_epochs)
     stop = StopOnFile(run_dir / STOP_FILE)
-    recorder = _RunRecorder(run_dir, config.epochs, plateau, early_stopping,
-                            best_val_loss=state.get("best_val_loss"))
-    recorder.epoch, recorder.best_epoch = initial_epoch, state.get("best_epoch")
+    recorder = rundir.RunRecorder(run_dir, config.epochs, plateau, early_stopping,
+                                  checkpoint=state)
     callbacks = []
     if config.warmup_epochs:
         callbacks.append(LinearWarmup(config.warmup_epochs, config.learning_rate,
@@ -442,14 +445,21 @@ def train(data, prefix_length, preset="improved", out_dir=None, *, resume=False,
         verbose = 1 if sys.stdout.isatty() else 2
     recorder.status("running")
     try:
-        model.fit(x_train, {"posterior": y_train}, validation_data=(x_val, {"posterior": y_val}),
-                  batch_size=config.batch_size, epochs=config.epochs, initial_epoch=initial_epoch,
-                  callbacks=callbacks, shuffle=True, verbose=verbose)
+        if y_train is None:  # length-grouped batches carry their own targets and order
+            data_kwargs = dict(x=x_train, validation_data=x_val)
+        else:
+            data_kwargs = dict(x=x_train, y=y_train, validation_data=(x_val, y_val),
+                               batch_size=config.batch_size, shuffle=True)
+        model.fit(**data_kwargs, epochs=config.epochs, initial_epoch=initial_epoch,
+                  callbacks=callbacks, verbose=verbose)
     except KeyboardInterrupt:
-        recorder.status("interrupted", message="interrupted; resume to continue")
+        recorder.status("interrupted", message=(
+            f"interrupted during epoch {recorder.epoch + 1}; resume (--resume) continues "
+            f"after epoch {recorder.epoch}"))
         raise
     except Exception as error:
-        recorder.status("failed", message=f"{type(error).__name__}: {error}")
+        first_line = (str(error).splitlines() or [""])[0]
+        recorder.status("failed", message=f"{type(error).__name__}: {first_line}")
         raise
 
     final_path = run_dir / "final.keras"
@@ -463,7 +473,6 @@ def train(data, prefix_length, preset="improved", out_dir=None, *, resume=False,
         status = "finished"
     if final_path is not None:
         save_model(model, final_path)
-    recorder.status(status, plateau=plateau.get_state(), early_stopping=early_stopping.get_state(),
-                    message="loss became NaN; best.keras holds the last good model"
+    recorder.status(status, message="loss became NaN; best.keras holds the last good model"
                     if status == "failed" else None)
     return TrainResult(run_dir, status, run_dir / "best.keras", final_path, read_history(run_dir))

@@ -15,6 +15,7 @@ from ei_keras.config import (
 KEYS = {
     "n_samples", "seed", "t_max", "n_times", "prefix_lengths", "prefix_n_points",
     "use_adaptive_n_points", "target_dt", "infer_params", "param_ranges", "measurement_model",
+    "any_format",
 }
 PRIOR_RANGES = {
     "substrate_mM": [1, 100], "grams_urease_powder": [0.01, 0.5], "volume_L": [0.1, 1.0],

@@ -31,6 +31,9 @@ TIMEOUT = 180
 # A tiny dataset: 10 s prefixes of 40 readings, a coarse trajectory.
 TINY = {"n_samples": 64, "seed": 3, "prefix_lengths": [10.0], "prefix_n_points": 40,
         "n_times": 101}
+# The same with traces of every length (5–600 s) and reading interval (0.5–10 s).
+TINY_ANY = dict(TINY, any_format={"enabled": True, "prefix_length_s": [5.0, 600.0],
+                                  "reading_interval_s": [0.5, 10.0], "max_readings": 400})
 
 
 @pytest.fixture
@@ -56,11 +59,23 @@ def trained_run(tmp_path_factory):
     return data, run_dir
 
 
+@pytest.fixture(scope="module")
+def any_format_run(tmp_path_factory):
+    """A run directory with an any-format model trained for one epoch (in-process)."""
+    from ei_keras.training import ANY_FORMAT, train
+
+    base = tmp_path_factory.mktemp("any_format")
+    data = generate_dataset(TINY_ANY, base / "tiny_any.h5", workers=1, progress=False)
+    run_dir = base / "20200101-000000-anyformat-any-tiny00"
+    train(data, ANY_FORMAT, "anyformat", run_dir, epochs=1, batch_size=32, verbose=0)
+    return data, run_dir
+
+
 def install_trained(workspace, trained_run):
     """Copy the trained run and its dataset into ``workspace``."""
     data, run_dir = trained_run
     (workspace / "datasets").mkdir(parents=True, exist_ok=True)
-    shutil.copy(data, workspace / "datasets" / "tiny.h5")
+    shutil.copy(data, workspace / "datasets" / Path(data).name)
     shutil.copytree(run_dir, workspace / "runs" / run_dir.name)
     return workspace / "runs" / run_dir.name
 
@@ -115,7 +130,8 @@ def test_first_open_creates_demo_dataset_and_shows_every_setting(workspace):
         assert at.number_input(key=key) is not None
     assert at.text_input(key="data_prefix_lengths").value == "10, 30, 60, 300"
     assert at.multiselect(key="data_infer_params").value == ["activity", "k_d"]
-    for key in ("data_adaptive", "data_add_noise", "data_probe_lag", "data_offset"):
+    for key in ("data_adaptive", "data_add_noise", "data_probe_lag", "data_offset",
+                "data_any_format"):
         assert at.toggle(key=key) is not None
     assert "data_preview_chart" in chart_keys(at)
     assert not at.button(key="data_generate").disabled
@@ -169,7 +185,8 @@ def test_train_page_widgets(workspace):
     assert [title.value for title in at.title] == ["Train"]
     assert at.selectbox(key="train_dataset").value == services.DEMO_NAME
     assert at.selectbox(key="train_prefix").value == 30.0
-    assert set(at.radio(key="train_preset").options) == {"improved", "baseline"}
+    assert set(at.radio(key="train_preset").options) == set(services.presets()) >= {
+        "improved", "baseline"}
     assert at.number_input(key="train_improved_epochs").value == 200
     at.radio(key="train_preset").set_value("baseline").run()
     assert at.number_input(key="train_baseline_batch_size").value == 128
@@ -230,6 +247,26 @@ def test_runs_get_unique_directories_and_stop_writes_the_stop_file(workspace, mo
         services.start_training(demo, 7, "improved")
 
 
+def test_any_format_training_is_offered_and_launched(workspace, any_format_run, monkeypatch):
+    launched = []
+    monkeypatch.setattr(services, "_launch", lambda argv, job_dir, log, meta: launched.append(
+        (argv, meta)))
+    install_trained(workspace, any_format_run)
+    at = app("train")
+    assert_clean(at)
+    assert at.selectbox(key="train_prefix").options == [
+        "10 s prefix", services.format_label(services.ANY_FORMAT)]
+    data = workspace / "datasets" / "tiny_any.h5"
+    run_dir = services.start_training(data, services.ANY_FORMAT, "anyformat", {"epochs": 1})
+    argv, meta = launched[0]
+    assert argv[argv.index("--prefix-length") + 1] == "any" and meta["prefix_length"] == "any"
+    assert "-anyformat-any-" in run_dir.name
+    fixed = generate_dataset(TINY, workspace / "datasets" / "fixed.h5", workers=1,
+                             progress=False)
+    with pytest.raises(services.EiKerasError, match="no any-format traces"):
+        services.start_training(fixed, services.ANY_FORMAT, "anyformat")
+
+
 # ---------------------------------------------------------------------------------------
 # Analyse page
 # ---------------------------------------------------------------------------------------
@@ -279,8 +316,99 @@ def test_analyse_simulated_and_csv_traces(workspace, trained_run):
         ("trace.csv", f"time,pH\n{rows}\n".encode(), "text/csv"))
     at.run()
     assert_clean(at)
-    assert "only the first 10 s" in messages(at.info)
+    # The dashboard passes the whole trace: the package refuses it for a 10 s fixed model.
+    assert "the trace runs to 20 s" in messages(at.error)
+    assert "analyse_attention_chart" not in chart_keys(at)
+    t = np.linspace(0, 10, 41)
+    rows = "\n".join(f"{a:g},{7 + 0.05 * a:.4f}" for a in t)
+    at.file_uploader(key="analyse_csv").set_value(
+        ("trace.csv", f"time,pH\n{rows}\n".encode(), "text/csv"))
+    at.run()
+    assert_clean(at)
     assert {"analyse_attention_chart", "analyse_posterior_chart"} <= chart_keys(at)
+
+
+def domain_text(at):
+    """The domain report: the green "checked" line or the warning listing the flags."""
+    return messages(at.success) + " | " + messages(at.warning)
+
+
+def test_analyse_long_simulated_trace_with_an_any_format_model(workspace, any_format_run):
+    install_trained(workspace, any_format_run)
+    at = app("analyse")
+    assert_clean(at)
+    assert "any trace of 3 or more readings" in messages(at.caption)
+    at.segmented_control(key="analyse_source").set_value("Simulate a run").run()
+    at.number_input(key="analyse_sim_length").set_value(300.0).run()
+    at.number_input(key="analyse_sim_interval").set_value(1.0).run()
+    assert_clean(at)
+    assert not at.error, messages(at.error)
+    assert "301 readings over 300 s" in messages(at.caption)
+    assert "Checked:" in domain_text(at)
+    assert {"analyse_attention_chart", "analyse_posterior_chart",
+            "analyse_forecast_chart"} <= chart_keys(at)
+    # Beside the attention: one rank correlation per parameter.
+    assert [metric.label for metric in at.metric] == ["ρ activity", "ρ k_d"]
+    table = at.dataframe[0].value
+    for _, row in table.iterrows():
+        low, high = (float(v) for v in row["90 % interval"].split(" – "))
+        assert low <= row["median"] <= high
+    k_d = table[table["parameter"] == services.label("k_d")].iloc[0]
+    assert float(k_d["95 % interval"].split(" – ")[0]) >= 0  # bounded: never below 0
+
+
+def test_known_inputs_outside_the_training_ranges(workspace, any_format_run):
+    install_trained(workspace, any_format_run)
+    at = app("analyse")
+    at.segmented_control(key="analyse_source").set_value("Simulate a run").run()
+    at.number_input(key="analyse_sim_substrate_mM").set_value(500.0).run()
+    assert_clean(at)
+    error = messages(at.error)
+    assert "Urea (substrate) = 500 mM is outside the range" in error
+    assert "Allow extrapolation" in error and "allow_extrapolation=True" not in error
+    assert "analyse_attention_chart" not in chart_keys(at)
+    at.checkbox(key="analyse_allow_extrapolation").check().run()
+    assert_clean(at)
+    assert not at.error, messages(at.error)
+    warning = messages(at.warning)
+    assert "Read these before trusting the answer" in warning
+    assert "Urea (substrate) = 500 mM is outside the range" in warning
+    assert "extrapolation" in warning
+    assert {"analyse_attention_chart", "analyse_forecast_chart"} <= chart_keys(at)
+
+
+def test_a_csv_longer_than_the_trained_maximum_is_cut_by_the_package(workspace,
+                                                                      any_format_run):
+    install_trained(workspace, any_format_run)
+    at = app("analyse")
+    at.segmented_control(key="analyse_source").set_value("Upload a CSV").run()
+    t = np.arange(0.0, 1201.0, 2.0)
+    rows = "\n".join(f"{a:g},{7 + 1.5 * (1 - np.exp(-a / 400)):.4f}" for a in t)
+    at.file_uploader(key="analyse_csv").upload("long.csv", f"time,pH\n{rows}\n".encode(),
+                                                "text/csv")
+    at.run()
+    assert_clean(at)
+    assert not at.error, messages(at.error)
+    assert "601 readings over 1200 s" in messages(at.caption)
+    assert "the trace runs to 1200 s; only its first" in messages(at.warning)
+    assert "analyse_attention_chart" in chart_keys(at)
+
+
+def test_any_format_dataset_traces(workspace, any_format_run):
+    install_trained(workspace, any_format_run)
+    at = app("analyse")
+    assert at.selectbox(key="analyse_dataset").value == "tiny_any"
+    assert at.selectbox(key="analyse_prefix").value == services.ANY_FORMAT
+    at.number_input(key="analyse_case").set_value(5).run()
+    assert_clean(at)
+    assert not at.error, messages(at.error)
+    data = services.load_any_format_cached(workspace / "datasets" / "tiny_any.h5")
+    assert f"{int(data.lengths[5])} readings over" in messages(at.caption)
+    assert {"analyse_attention_chart", "analyse_recovery_chart",
+            "analyse_calibration_chart"} <= chart_keys(at)
+    at.selectbox(key="analyse_prefix").set_value(10.0).run()
+    assert_clean(at)
+    assert "analyse_calibration_chart" in chart_keys(at)
 
 
 def test_uploaded_model_is_checked(workspace, trained_run):
@@ -298,11 +426,15 @@ def test_uploaded_model_is_checked(workspace, trained_run):
     assert "analyse_attention_chart" in chart_keys(at)
 
 
-def test_upload_limit_is_configured():
+def test_upload_limit_is_configured(monkeypatch):
+    from ei_keras.inference.model_file import MAX_ARCHIVE_MB
+
     config = (ROOT / "dashboard" / ".streamlit" / "config.toml").read_text()
     assert f"maxUploadSize = {services.MAX_UPLOAD_MB}" in config
+    assert services.MAX_UPLOAD_MB == MAX_ARCHIVE_MB
+    monkeypatch.setattr(services, "MAX_UPLOAD_MB", 1)  # the check, without 256 MB of bytes
     with pytest.raises(services.EiKerasError, match="limit"):
-        services.save_upload(b"PK" + b"0" * (services.MAX_UPLOAD_MB * 1024 * 1024), "big.keras")
+        services.save_upload(b"PK" + b"0" * (1024 * 1024), "big.keras")
 
 
 # ---------------------------------------------------------------------------------------
@@ -399,3 +531,32 @@ def test_figures_build_from_plain_data():
     figure = figures.posterior_figure(posterior, {"activity": 0.12})
     assert figure.layout.xaxis.type == "log"
     assert any(trace.name == "truth" for trace in figure.data)
+    t = np.arange(10.0)
+    attention = np.r_[np.full(8, 1 / 8), 0, 0]  # the last two readings were cut
+    information = {"activity": np.linspace(1, 4, 8), "k_d": np.linspace(0, 9, 8)}
+    figure = figures.attention_figure(t, 7 + 0.1 * t, attention, information,
+                                      {"activity": 0.5, "k_d": float("nan")}, used=8)
+    lines = {trace.name: trace for trace in figure.data if trace.xaxis == "x2"}
+    assert set(lines) == {"attention (scaled)", "activity information (ρ = 0.50 with attention)",
+                          "k_d [1/s] information (ρ n/a with attention)"}
+    assert all(max(trace.y) == 1 and len(trace.x) == 8 for trace in lines.values())
+    assert len(figure.layout.shapes) == 2  # the unread readings shaded in both panels
+    assert len(figures.attention_figure(t, t, attention).data) == 2
+
+
+def test_package_messages_in_dashboard_words():
+    text = services.in_dashboard_words(
+        "substrate_mM = 500 is outside the range the model was trained on (1–100); the answer "
+        "would be an extrapolation. Pass allow_extrapolation=True (CLI: --allow-extrapolation) "
+        "to get it anyway, flagged")
+    assert text.startswith("Urea (substrate) = 500 mM is outside")
+    assert text.endswith("Tick “Allow extrapolation” to get an answer anyway, flagged as one.")
+    assert "say so with the “Time in minutes” switch" in services.in_dashboard_words(
+        "if the times are in minutes, say so (CLI: --minutes)")
+    assert services.reading_times(300, 1.0)[-1] == 300
+    assert len(services.reading_times(30, 30 / 99)) == 100
+    fixed = {"any_format": False, "prefix_length": 30.0, "domain": None}
+    dataset = {"any_format": True, "prefix_lengths": [10.0, 30.0, 60.0]}
+    assert services.dataset_formats(dataset, fixed) == [30.0, 10.0, services.ANY_FORMAT, 60.0]
+    assert services.dataset_formats(dataset, dict(fixed, any_format=True))[0] == services.ANY_FORMAT
+    assert services.simulation_defaults(fixed) == (30.0, 30 / 99)

@@ -42,6 +42,23 @@ def test_identity_summary_matches_scipy_normal():
     assert summary["mean"][0] == summary["median"][0] == pytest.approx(2e-3)
 
 
+def test_logit_summary_matches_quadrature_and_stays_inside_bounds():
+    from scipy import integrate
+    loc, scale, high = np.array([-3.0, 0.4, -8.0]), np.array([2.0, 0.3, 4.0]), 5e-3
+    summary = summarize_gaussian(loc, scale, "logit", [0.0, high])
+    for j in range(3):  # an independent logistic map, integrated adaptively
+        value = lambda z: high / (1 + np.exp(-(loc[j] + scale[j] * z)))  # noqa: E731
+        weight = stats.norm.pdf
+        mean = integrate.quad(lambda z: value(z) * weight(z), -40, 40, epsabs=1e-15)[0]
+        second = integrate.quad(lambda z: value(z) ** 2 * weight(z), -40, 40, epsabs=1e-17)[0]
+        assert summary["mean"][j] == pytest.approx(mean, rel=1e-4)
+        assert summary["std"][j] == pytest.approx(np.sqrt(second - mean**2), rel=1e-4)
+        for level in (50, 90, 95):
+            z = stats.norm.ppf(0.5 + level / 200)
+            assert summary[f"hi{level}"][j] == pytest.approx(value(z), rel=1e-9)
+            assert 0 < summary[f"lo{level}"][j] < summary[f"hi{level}"][j] < high
+
+
 def test_time_to_threshold_against_a_loop():
     t = np.linspace(0, 100, 11)
     readings = np.array([np.linspace(7, 9, 11), np.full(11, 7.0), np.full(11, 9.0)])
@@ -85,7 +102,8 @@ def test_infer_shapes_intervals_and_attention(saved_model):
     t = np.linspace(0, 30, 40)
     pH = np.vstack([7.05 + 0.3 * np.log1p(t) / 4, 7.05 + 0.1 * np.log1p(t) / 4])
     result = infer(saved_model, t, pH, KNOWN)
-    assert set(result) == {"activity", "k_d", "attention"}
+    assert set(result) == {"activity", "k_d", "attention", "domain"}
+    assert len(result["domain"]) == 2 and all("ok" in d for d in result["domain"])
     for name in ("activity", "k_d"):
         r = result[name]
         assert all(r[key].shape == (2,) for key in r)
@@ -126,7 +144,7 @@ def test_infer_rejects_bad_traces(saved_model, t, pH, message):
 def test_infer_rejects_a_foreign_file(tmp_path):
     bogus = tmp_path / "not_a_model.keras"
     bogus.write_bytes(b"definitely not a zip archive")
-    with pytest.raises(EiKerasError, match="not a readable ei_keras model"):
+    with pytest.raises(EiKerasError, match="not a .keras archive"):
         infer(bogus, [0, 1, 2], [7, 7, 7], KNOWN)
 
 

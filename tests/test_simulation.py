@@ -141,7 +141,7 @@ def test_bad_conditions_name_the_field(change, message):
 
 @pytest.mark.parametrize("t, message", [
     ([0.0, 2.0, 1.0], "non-decreasing"), ([0.0, float("nan")], "NaN"),
-    ([-1.0, 0.0], ">= 0"), ([[0.0, 1.0]], "1-D"),
+    ([-1.0, 0.0], ">= 0"), ([[[0.0, 1.0]]], "1-D"),
 ])
 def test_bad_times_are_rejected(t, message):
     condition = dict(zip(NAMES, CHECK_ROWS[0][0]))

@@ -49,7 +49,7 @@ def test_train_writes_a_complete_run_directory(tmp_path):
     assert config["train"]["preset"] == "improved" and config["train"]["batch_size"] == 16
     assert config["model"]["filters"] == [4, 4] and config["model"]["pooling"] == "weighted"
     assert config["data"]["n_train"] + config["data"]["n_val"] == 64
-    assert config["normalization"]["transforms"] == ["log10", "identity"]
+    assert config["normalization"]["transforms"] == ["log10", "logit"]
     assert config["environment"]["backend"] == keras.backend.backend()
     status = json.loads((run / "status.json").read_text())
     assert status["state"] == "finished" and status["epoch"] == 3
@@ -88,7 +88,7 @@ def test_presets_are_the_issues_recipes():
             baseline.plateau_patience, baseline.pooling) == \
         (128, 5e-4, 0.0, 1.0, 0, 0.5, 5, "average")
     assert improved.architecture == "compact" and baseline.architecture == "recipe"
-    assert set(PRESETS) == {"improved", "baseline"}
+    assert set(PRESETS) == {"improved", "anyformat", "baseline"}
     assert resolve_config("baseline", architecture="compact").architecture == "compact"
 
 

@@ -1,4 +1,7 @@
-"""Analyse page: a model + a trace → attention, posterior, forecast; recovery on a dataset."""
+"""Analyse page: a model + a trace → domain report, attention beside per-reading
+information, posterior, forecast; recovery on a dataset."""
+
+import math
 
 import pandas as pd
 import streamlit as st
@@ -10,7 +13,8 @@ UPLOAD = "Upload a .keras file…"
 FROM_DATASET, SIMULATE, FROM_CSV = "From a dataset", "Simulate a run", "Upload a CSV"
 
 st.title("Analyse")
-st.caption("Pick a model and a pH trace: see where the network looked (attention), what it "
+st.caption("Pick a model and a pH trace of any length: see whether the model can vouch for "
+           "it, where the network looked (attention) beside where the information is, what it "
            "infers with its uncertainty, and where the run is heading.")
 
 # --------------------------------------------------------------------------------------
@@ -51,9 +55,8 @@ try:
 except EiKerasError as error:
     st.error(f"Cannot use this model: {error}", icon=":material/error:")
     st.stop()
-prefix_length = info["prefix_length"]
-st.caption(f"Reads the first **{prefix_length:g} s** of a run; infers "
-           f"**{', '.join(info['target_names'])}**; {info['n_params']:,} weights.")
+st.caption(f"{services.model_reads(info)} Infers **{', '.join(info['target_names'])}**; "
+           f"{info['n_params']:,} weights.")
 
 # --------------------------------------------------------------------------------------
 # Trace
@@ -74,39 +77,48 @@ def known_inputs(prefix):
     return values
 
 
-trace, dataset = None, None
+trace, dataset, data_option = None, None, None
 try:
     if source == FROM_DATASET:
-        usable = [d for d in services.list_datasets()
-                  if not d["error"] and services.compatible_prefixes(d, prefix_length)]
+        usable = [d for d in services.list_datasets() if not d["error"]]
         if not usable:
-            st.warning(f"No dataset has a prefix of at most {prefix_length:g} s. Generate one "
-                       "on the Data page, or simulate a run here.")
+            st.warning("No dataset in the workspace. Generate one on the Data page, or "
+                       "simulate a run here.")
             st.stop()
         columns = st.columns(3)
         name = columns[0].selectbox("Dataset", [d["name"] for d in usable], key="analyse_dataset")
         dataset = next(d for d in usable if d["name"] == name)
-        lengths = services.compatible_prefixes(dataset, prefix_length)
-        data_prefix = columns[1].selectbox("Prefix", lengths, key="analyse_prefix",
-                                           format_func=lambda v: f"{v:g} s")
+        data_option = columns[1].selectbox("Traces", services.dataset_formats(dataset, info),
+                                           key="analyse_prefix",
+                                           format_func=services.format_label)
         index = columns[2].number_input(f"Case (0–{dataset['n_samples'] - 1})", min_value=0,
                                         max_value=dataset["n_samples"] - 1, value=0, step=1,
                                         key="analyse_case")
-        trace = services.dataset_trace(dataset["path"], data_prefix, int(index))
+        trace = services.dataset_trace(dataset["path"], data_option, int(index))
     elif source == SIMULATE:
-        st.caption(f"A run simulated with these conditions, read for {prefix_length:g} s "
-                   "through the probe model.")
+        st.caption("A run simulated with these conditions and read through the probe model "
+                   "(lag, offset, noise), for as long and as often as you choose.")
         known = known_inputs("analyse_sim")
-        columns = st.columns(6)
+        columns = st.columns(4)
         latent = {}
         for column, name in zip(columns, services.LATENT_NAMES):
             latent[name] = column.number_input(services.label(name),
                                                value=float(midpoints[name]), format="%g",
                                                step=None, key=f"analyse_sim_{name}")
-        noise = columns[4].number_input("Noise σ [pH]", value=0.01, format="%g", step=None,
+        length0, interval0 = services.simulation_defaults(info)
+        columns = st.columns(4)
+        length = columns[0].number_input(
+            "Trace length [s]", min_value=services.SIM_LENGTH_S[0],
+            max_value=services.SIM_LENGTH_S[1], value=length0, format="%g", step=None,
+            key="analyse_sim_length")
+        interval = columns[1].number_input(
+            "Reading interval [s]", min_value=services.SIM_INTERVAL_S[0],
+            max_value=services.SIM_INTERVAL_S[1], value=interval0, format="%g", step=None,
+            key="analyse_sim_interval", help="Seconds between two readings of the probe.")
+        noise = columns[2].number_input("Noise σ [pH]", value=0.01, format="%g", step=None,
                                         key="analyse_sim_noise")
-        seed = columns[5].number_input("Seed", value=0, step=1, key="analyse_sim_seed")
-        trace = services.simulated_trace(known, latent, prefix_length, noise_std=noise,
+        seed = columns[3].number_input("Seed", value=0, step=1, key="analyse_sim_seed")
+        trace = services.simulated_trace(known, latent, length, interval, noise_std=noise,
                                          seed=int(seed))
     else:
         columns = st.columns([3, 1])
@@ -120,28 +132,64 @@ try:
             st.info("Upload a CSV file to analyse a real probe trace.")
             st.stop()
         t, pH = services.read_csv_trace(upload.getvalue(), upload.name, minutes=minutes)
-        trace = services.csv_trace(t, pH, known, prefix_length, upload.name)
-        if trace.get("note"):
-            st.info(trace["note"])
+        trace = services.csv_trace(t, pH, known, upload.name)
 except EiKerasError as error:
     st.error(str(error), icon=":material/error:")
     st.stop()
 
+allow_extrapolation = st.checkbox(
+    "Allow extrapolation", key="analyse_allow_extrapolation",
+    help="Answer even when the known conditions lie outside the ranges the model was trained "
+         "on. Such an answer is an extrapolation and is flagged as one.")
+
 # --------------------------------------------------------------------------------------
-# Attention and posterior
+# Domain report, attention beside information, posterior
 # --------------------------------------------------------------------------------------
+t = trace["t"]
+spacing = (t[-1] - t[0]) / (len(t) - 1) if len(t) > 1 else float("nan")
+st.caption(f"**{trace['source']}**: {len(t)} readings over {t[-1]:g} s "
+           f"(one every {spacing:.3g} s).")
 try:
     with st.spinner("Inferring…"):
-        result = services.analyse_trace(model, trace)
+        result = services.analyse_trace(model, trace, allow_extrapolation=allow_extrapolation)
 except EiKerasError as error:
     st.error(f"Cannot analyse this trace: {error}", icon=":material/error:")
     st.stop()
 
+domain = result["domain"]
+with st.container(key="analyse_domain"):
+    if domain["ok"]:
+        st.success(f"Checked: {', '.join(domain['checked'])}. Nothing to flag: the model can "
+                   "vouch for this trace.", icon=":material/check_circle:")
+    else:
+        st.warning("**Read these before trusting the answer:**\n"
+                   + "\n".join(f"- {flag}" for flag in domain["flags"])
+                   + (f"\n\nChecked: {', '.join(domain['checked'])}." if domain["checked"]
+                      else ""), icon=":material/warning:")
+
 st.header("What the network sees and infers")
 left, right = st.columns(2)
 with left.container(key="analyse_attention"):
-    st.plotly_chart(figures.attention_figure(trace["t"], trace["pH"], result["attention"]),
+    st.plotly_chart(figures.attention_figure(t, trace["pH"], result["attention"],
+                                             result["information"], result["agreement"],
+                                             result["used"]),
                     key="analyse_attention_chart")
+    if result["information"] is None:
+        st.info(f"The information per reading is not shown: {result['information_note']}.",
+                icon=":material/info:")
+    else:
+        st.caption("**Information:** how much each reading by itself narrows each parameter "
+                   "at the posterior median (from the simulator's sensitivities and the "
+                   "noise). **ρ:** rank correlation between the attention and that information "
+                   "over the readings the model read; near 1, the network leaned on the "
+                   "readings that carry the answer.")
+        names = list(result["information"])
+        with st.container(key="analyse_agreement"):
+            for column, name in zip(st.columns(len(names)), names):
+                rho = result["agreement"].get(name, float("nan"))
+                column.metric(f"ρ {name}", "n/a" if not math.isfinite(rho) else f"{rho:.2f}",
+                              help=f"Rank correlation between the attention and the "
+                                   f"information about {services.LABELS.get(name, name)}")
 with right.container(key="analyse_posterior"):
     st.plotly_chart(figures.posterior_figure(result["posterior"], trace.get("truth")),
                     key="analyse_posterior_chart")
@@ -157,6 +205,8 @@ for name, stats in result["posterior"].items():
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="analyse_table",
              column_config={key: st.column_config.NumberColumn(format="%.4g")
                             for key in ("median", "mean", "σ", "truth")})
+st.caption("Every value in physical units (unit in brackets); intervals are central "
+           "posterior intervals and stay within each parameter's physical range.")
 
 # --------------------------------------------------------------------------------------
 # Forecast
@@ -170,12 +220,13 @@ t_max = columns[1].number_input("Forecast until [s]", value=2000.0, step=100.0, 
 n_draws = columns[2].number_input("Posterior draws", value=200, min_value=10, max_value=2000,
                                   step=50, key="analyse_draws")
 try:
-    if not t_max > trace["t"][-1]:
-        raise EiKerasError(f"forecast until must be later than the trace's end "
-                           f"({trace['t'][-1]:g} s)")
+    if not t_max > t[-1]:
+        raise EiKerasError(f"forecast until must be later than the trace's end ({t[-1]:g} s)")
     with st.spinner(f"Simulating {int(n_draws)} posterior draws to {t_max:g} s…"):
         fc = services.forecast_trace(model, trace, threshold=threshold, t_max=t_max,
-                                     n_draws=int(n_draws))
+                                     n_draws=int(n_draws),
+                                     allow_extrapolation=allow_extrapolation,
+                                     fit_checked=result["fit_checked"])
     ttt = fc["time_to_threshold"]
     with st.container(key="analyse_forecast"):
         if ttt["p_reached"] == 0:
@@ -188,10 +239,9 @@ try:
             st.markdown(f"**Time to pH {threshold:g}:** median {median} (90 % band "
                         f"{ttt['lo']:.0f} s – {high}); reached before {t_max:g} s in "
                         f"{100 * ttt['p_reached']:.0f} % of the posterior draws.")
-        if fc["clipped"]:
-            st.caption(f"{fc['clipped']} posterior draw value(s) lay outside the simulator's "
-                       "physical limits and were clipped to them: the posterior is very wide "
-                       "(a longer-trained model narrows it).")
+        if not domain["ok"]:
+            st.caption("The domain report above flagged this trace: read the forecast with "
+                       "it in mind.")
         st.plotly_chart(figures.forecast_figure(fc, trace), key="analyse_forecast_chart")
 except EiKerasError as error:
     st.error(f"Cannot forecast: {error}", icon=":material/error:")
@@ -201,17 +251,19 @@ except EiKerasError as error:
 # --------------------------------------------------------------------------------------
 if dataset is not None:
     st.header(f"Uncertainty on {dataset['name']}")
-    st.caption("Every case of the dataset (up to the number chosen) through the model: do the "
-               "estimates recover the truth, and do the intervals contain it as often as they "
-               "claim? For an honest test, use a dataset generated with a different seed than "
-               "the training data.")
+    st.caption("Every case of the dataset (up to the number chosen, "
+               f"{services.format_label(data_option)}) through the model: do the estimates "
+               "recover the truth, and do the intervals contain it as often as they claim? "
+               "For an honest test, use a dataset generated with a different seed than the "
+               "training data.")
     n_cases = dataset["n_samples"]
     if n_cases > 20:
         n_cases = st.slider("Cases", min_value=10, max_value=min(2000, n_cases),
                             value=min(300, n_cases), step=10, key="analyse_n_cases")
     try:
         with st.spinner(f"Running the model on {n_cases} cases…"):
-            evaluation = services.evaluation(model_path, dataset["path"], data_prefix, n_cases)
+            evaluation = services.evaluation(model_path, dataset["path"], data_option, n_cases,
+                                             allow_extrapolation=allow_extrapolation)
         names = info["target_names"]
         with st.container(key="analyse_uncertainty"):
             left, right = st.columns(2)

@@ -37,6 +37,7 @@ else:
     table = pd.DataFrame([{
         "name": d["name"], "samples": d["n_samples"],
         "prefix lengths [s]": ", ".join(f"{v:g}" for v in d["prefix_lengths"]),
+        "any-format traces": "yes" if d.get("any_format") else "no",
         "targets": ", ".join(d["targets"]), "seed": d["seed"],
         "size [MB]": round(d["size_mb"], 2),
         "status": d["error"] or "ok"} for d in datasets])
@@ -104,6 +105,14 @@ with col2:
                                            key="data_target_dt",
                                            disabled=not partial["use_adaptive_n_points"])
     check({"target_dt": partial["target_dt"]})
+    any_format = defaults["any_format"]
+    partial["any_format"] = {"enabled": st.toggle(
+        "Also any-format traces", value=any_format["enabled"], key="data_any_format",
+        help=f"Every sample also read with its own length ({any_format['prefix_length_s'][0]:g}"
+             f"–{any_format['prefix_length_s'][1]:g} s) and reading interval "
+             f"({any_format['reading_interval_s'][0]:g}–{any_format['reading_interval_s'][1]:g}"
+             " s), as a lab's logger would: the data for a model that reads any trace (Train: "
+             "any-format traces, preset anyformat).")}
 with col3:
     st.subheader("Measurement model")
     measurement = dict(defaults["measurement_model"])

@@ -31,17 +31,19 @@ with col1:
     dataset_name = st.selectbox("Dataset", list(by_name), key="train_dataset",
                                 format_func=lambda n: f"{n} ({by_name[n]['n_samples']} samples)")
     dataset = by_name[dataset_name]
-    lengths = dataset["prefix_lengths"]
+    lengths = dataset["prefix_lengths"] + ([services.ANY_FORMAT] if dataset["any_format"]
+                                           else [])
     prefix_length = st.selectbox("Prefix length [s]", lengths, key="train_prefix",
                                  index=lengths.index(30.0) if 30.0 in lengths else 0,
-                                 format_func=lambda v: f"{v:g} s")
+                                 format_func=services.format_label)
 with col2:
     choices = services.presets()
     preset = st.radio("Preset", choices, key="train_preset", horizontal=True,
                       index=choices.index("improved") if "improved" in choices else 0)
     st.caption("**improved**: compact network, weighted (attention) pooling, AdamW, warmup and "
-               "plateau cuts. **baseline**: the old recipe (full-size network, average "
-               "pooling, no warmup).")
+               "plateau cuts. **anyformat**: the same recipe on a network that reads traces "
+               "of any length and reading rate (train it on any-format traces). "
+               "**baseline**: the old recipe (full-size network, average pooling, no warmup).")
 
 defaults = services.preset_defaults(preset)
 values = {}
@@ -94,7 +96,9 @@ def run_rows(runs):
     for run in runs:
         progress = f"{run['epoch']}/{run['epochs']}" if run["epochs"] else str(run["epoch"])
         rows.append({"run": run["id"], "status": run["state"], "dataset": run["dataset"],
-                     "prefix [s]": run["prefix_length"], "preset": run["preset"],
+                     "prefix [s]": (None if run["prefix_length"] is None
+                                    else services.prefix_text(run["prefix_length"])),
+                     "preset": run["preset"],
                      "epochs": progress,
                      "best val_loss": (round(run["best_val_loss"], 4)
                                        if run["best_val_loss"] is not None else None)})

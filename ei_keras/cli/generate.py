@@ -4,6 +4,7 @@ import argparse
 
 from ei_keras.config import load_dataset_config, resolve_dataset_config
 from ei_keras.data import describe_dataset, generate_dataset
+from ei_keras.errors import EiKerasError
 
 # Command-line flag → top-level config key it overrides.
 _OVERRIDES = {
@@ -16,6 +17,15 @@ _OVERRIDES = {
     "adaptive_n_points": "use_adaptive_n_points",
     "target_dt": "target_dt",
     "infer_params": "infer_params",
+}
+# Command-line flag → key of the ``any_format`` sub-config it overrides.
+_ANY_FORMAT_OVERRIDES = {
+    "any_format": "enabled",
+    "prefix_range": "prefix_length_s",
+    "interval_range": "reading_interval_s",
+    "timing_jitter": "timing_jitter",
+    "drop_fraction": "drop_fraction",
+    "max_readings": "max_readings",
 }
 
 
@@ -32,8 +42,9 @@ def add_parser(subparsers):
     parser.add_argument("--seed", type=int, help="random seed (same seed, same data)")
     parser.add_argument("--t-max", type=float, help="end of the full trajectory [s]")
     parser.add_argument("--n-times", type=int, help="points on the full trajectory")
-    parser.add_argument("--prefix-lengths", type=float, nargs="+", metavar="SECONDS",
-                        help="prefix lengths [s], e.g. 10 30 60 300")
+    parser.add_argument("--prefix-lengths", type=float, nargs="*", metavar="SECONDS",
+                        help="prefix lengths [s], e.g. 10 30 60 300; none (the flag alone) "
+                        "writes no fixed prefixes, allowed with --any-format")
     parser.add_argument("--prefix-n-points", type=int, help="readings per prefix")
     parser.add_argument("--adaptive-n-points", action=argparse.BooleanOptionalAction,
                         help="more readings on long prefixes (one per --target-dt seconds)")
@@ -41,6 +52,26 @@ def add_parser(subparsers):
     parser.add_argument("--infer-params", nargs="+", metavar="NAME",
                         help="targets: activity k_d [tau_probe] [pH_offset]")
     parser.add_argument("--noise-std", type=float, help="measurement noise σ [pH]")
+    formats = parser.add_argument_group(
+        "any format", "every sample with its own prefix length L and reading interval dt "
+        "(the any_format/ group); the flags below need --any-format")
+    formats.add_argument("--any-format", action=argparse.BooleanOptionalAction,
+                         help="also write readings in any format")
+    formats.add_argument("--prefix-range", type=float, nargs="+", metavar="SECONDS",
+                         help="L: LO HI, drawn log-uniformly (default 2 600); with "
+                         "--format-grid the lengths to draw from, e.g. 10 30 60 120 300 600")
+    formats.add_argument("--interval-range", type=float, nargs="+", metavar="SECONDS",
+                         help="dt: LO HI, drawn log-uniformly (default 0.1 10); with "
+                         "--format-grid the intervals to draw from, e.g. 0.1 0.3 1 2 5")
+    formats.add_argument("--format-grid", action=argparse.BooleanOptionalAction,
+                         help="draw L and dt uniformly from the lists given to --prefix-range "
+                         "and --interval-range (a test set by format cell)")
+    formats.add_argument("--timing-jitter", type=float, metavar="FRACTION",
+                         help="σ of the timing error, as a fraction of dt (default 0)")
+    formats.add_argument("--drop-fraction", type=float, metavar="P",
+                         help="probability of dropping each reading but the first (default 0)")
+    formats.add_argument("--max-readings", type=int,
+                         help="most readings per sample (default 1201); dt is raised to fit")
     add_run_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -57,6 +88,21 @@ def generate_and_describe(config, out, args):
     print(describe_dataset(path))
 
 
+def _override_any_format(settings, args):
+    """Apply the any-format flags; they mean nothing unless any-format data are written."""
+    given = [flag for flag in (*_ANY_FORMAT_OVERRIDES, "format_grid")
+             if getattr(args, flag) is not None]
+    for flag, key in _ANY_FORMAT_OVERRIDES.items():
+        if getattr(args, flag) is not None:
+            settings[key] = getattr(args, flag)
+    if args.format_grid is not None:
+        settings["sampling"] = "grid" if args.format_grid else "log-uniform"
+    unused = [flag for flag in given if flag != "any_format"]
+    if unused and settings["enabled"] is not True:
+        flag = "--" + unused[0].replace("_", "-")
+        raise EiKerasError(f"{flag} needs --any-format (or any_format.enabled in the config)")
+
+
 def run(args):
     config = load_dataset_config(args.config) if args.config else resolve_dataset_config()
     for flag, key in _OVERRIDES.items():
@@ -64,5 +110,6 @@ def run(args):
             config[key] = getattr(args, flag)
     if args.noise_std is not None:
         config["measurement_model"]["noise_std"] = args.noise_std
+    _override_any_format(config["any_format"], args)
     generate_and_describe(config, args.out, args)
     return 0

@@ -5,8 +5,9 @@ import json
 import numpy as np
 
 from ei_keras.errors import EiKerasError
+from ei_keras.fileio import write_json
 from ei_keras.inference.default_model import default_model_path
-from ei_keras.simulation import KNOWN_NAMES
+from ei_keras.simulation import KNOWN_NAMES, LATENT_NAMES, UNITS
 
 _KNOWN_FLAGS = {"substrate_mM": "--substrate-mM", "grams_urease_powder": "--grams",
                 "volume_L": "--volume-L", "temperature_C": "--temperature-C",
@@ -31,7 +32,16 @@ def add_parser(subparsers):
     parser.add_argument("--threshold", type=float, default=8.5,
                         help="forecast the time to reach this measured pH (default 8.5)")
     parser.add_argument("--t-max", type=float, default=2000.0, help="forecast horizon [s]")
-    parser.add_argument("--json", metavar="OUT.json", help="also write the results as JSON")
+    parser.add_argument("--allow-extrapolation", action="store_true",
+                        help="answer (flagged) even when known inputs lie outside the ranges "
+                             "the model was trained on")
+    parser.add_argument("--exact", action="store_true",
+                        help="also compute the exact posterior (importance sampling through the "
+                             "simulator, about a second) and print it beside the network's, "
+                             "with the effective sample size and a verdict")
+    parser.add_argument("--json", metavar="OUT.json",
+                        help="also write the results as strict JSON (null for a time to "
+                             "threshold never reached)")
     parser.set_defaults(func=run)
 
 
@@ -39,6 +49,10 @@ def _known_inputs(args, first_reading):
     known = json.loads(args.known) if args.known else {}
     if not isinstance(known, dict):
         raise EiKerasError("--known must be a JSON object of the known inputs")
+    unknown = sorted(set(known) - set(KNOWN_NAMES))
+    if unknown:
+        raise EiKerasError(f"--known: unrecognised key(s) {', '.join(map(repr, unknown))}; the "
+                           f"keys are {', '.join(KNOWN_NAMES)}")
     for name in KNOWN_NAMES:
         if getattr(args, name) is not None:
             known[name] = getattr(args, name)
@@ -52,6 +66,22 @@ def _known_inputs(args, first_reading):
     return known, notes
 
 
+def _unit(name):
+    return f" {UNITS[name]}" if UNITS.get(name) else ""
+
+
+def _reach_text(reach, threshold, t_max):
+    """The time to threshold in words; a band edge beyond the horizon reads 'after'."""
+    if reach["p_reached"] == 0:
+        return f"pH {threshold:g} is not reached within {t_max:g} s in any posterior draw"
+
+    def at(value):
+        return f"{value:.0f} s" if np.isfinite(value) else f"after {t_max:g} s"
+    return (f"time to pH {threshold:g}: median {at(reach['median'])}, 90% band "
+            f"{at(reach['lo'])} – {at(reach['hi'])} (reached within {t_max:g} s in "
+            f"{100 * reach['p_reached']:.0f}% of draws)")
+
+
 def run(args):
     from ei_keras.inference import forecast, infer, load_model
     from ei_keras.inference.trace_csv import read_trace_csv
@@ -63,31 +93,66 @@ def run(args):
     except json.JSONDecodeError as error:
         raise EiKerasError(f"--known is not valid JSON ({error})") from None
     model = load_model(args.model or default_model_path())
-    posterior = infer(model, t, pH, known)
-    fan = forecast(model, t, pH, known, t_max=args.t_max, threshold=args.threshold)[0]
+    posterior = infer(model, t, pH, known, allow_extrapolation=args.allow_extrapolation)
+    fan = forecast(model, t, pH, known, t_max=args.t_max, threshold=args.threshold,
+                   allow_extrapolation=args.allow_extrapolation)[0]
+    domain = posterior["domain"]
     for note in notes:
         print(f"note: {note}")
     print(f"{len(t)} readings over {t[-1]:g} s")
-    print(f"{'parameter':<12}{'median':>12}{'mean':>12}{'std':>12}{'90% interval':>28}")
-    for name, summary in posterior.items():
-        if name == "attention":
+    print(f"{'parameter':<22}{'median':>12}{'mean':>12}{'std':>12}{'90% interval':>28}")
+    for name in LATENT_NAMES:
+        if name not in posterior:
             continue
-        interval = f"[{summary['lo90'][0]:.4g}, {summary['hi90'][0]:.4g}]"
-        print(f"{name:<12}{summary['median'][0]:>12.4g}{summary['mean'][0]:>12.4g}"
+        summary = posterior[name]
+        interval = f"[{summary['lo90'][0]:.4g}, {summary['hi90'][0]:.4g}]{_unit(name)}"
+        print(f"{name + (f' [{UNITS[name]}]' if UNITS.get(name) else ''):<22}"
+              f"{summary['median'][0]:>12.4g}{summary['mean'][0]:>12.4g}"
               f"{summary['std'][0]:>12.4g}{interval:>28}")
-    reach = fan["time_to_threshold"]
-    if reach["p_reached"] == 0:
-        print(f"pH {args.threshold:g} is not reached within {args.t_max:g} s")
+    print(_reach_text(fan["time_to_threshold"], args.threshold, args.t_max))
+    if domain["ok"]:
+        print(f"domain: ok (checked {', '.join(domain['checked'])})")
     else:
-        print(f"time to pH {args.threshold:g}: median {reach['median']:.0f} s, 90% interval "
-              f"[{reach['lo']:.0f}, {reach['hi']:.0f}] s (reached in "
-              f"{100 * reach['p_reached']:.0f}% of draws within {args.t_max:g} s)")
+        print("domain: FLAGGED — read these before trusting the answer:")
+        for flag in domain["flags"]:
+            print(f"  - {flag}")
+    exact = _print_exact(model, t, pH, known, args) if args.exact else None
     if args.json:
-        result = {name: {k: float(v[0]) for k, v in summary.items()}
-                  for name, summary in posterior.items() if name != "attention"}
-        result["attention"] = posterior["attention"][0].tolist()
-        result["time_to_threshold"] = {k: v for k, v in reach.items() if k != "draws"}
-        result["forecast"] = {k: np.asarray(fan[k]).tolist() for k in ("t", "median", "lo", "hi")}
-        with open(args.json, "w") as handle:
-            json.dump(result, handle, indent=2, allow_nan=True)
+        result = {name: {k: float(v[0]) for k, v in posterior[name].items()}
+                  for name in LATENT_NAMES if name in posterior}
+        result["units"] = {name: UNITS[name] for name in result}
+        result["attention"] = posterior["attention"][0]
+        result["domain"] = domain
+        result["time_to_threshold"] = {k: v for k, v in fan["time_to_threshold"].items()
+                                       if k != "draws"}
+        result["forecast"] = {k: fan[k] for k in ("t", "median", "lo", "hi")}
+        if exact is not None:
+            result["exact"] = exact
+        write_json(args.json, result)
         print(f"wrote {args.json}")
+
+
+def _print_exact(model, t, pH, known, args):
+    """``--exact``: network and exact median + 90 % interval side by side, ESS, verdict and
+    the exact forecast's time to threshold; returns the JSON-able exact result."""
+    from ei_keras.inference.posterior import forecast_from_draws
+    from ei_keras.inference.refine import refine, refined_draws
+
+    exact = refine(model, t, pH, known, allow_extrapolation=args.allow_extrapolation)
+    print(f"exact posterior (importance sampling, ESS {exact['ess']:.0f} of "
+          f"{exact['diagnostics']['n_draws']} draws):")
+    print(f"{'parameter':<22}{'network median [90%]':>34}{'exact median [90%]':>34}")
+    for name in LATENT_NAMES:
+        if name in exact["network"]:
+            cells = [f"{s['median']:.4g} [{s['lo90']:.4g}, {s['hi90']:.4g}]"
+                     for s in (exact["network"][name], exact[name])]
+            print(f"{name + (f' [{UNITS[name]}]' if UNITS.get(name) else ''):<22}"
+                  f"{cells[0]:>34}{cells[1]:>34}")
+    print(f"verdict: {exact['verdict']} — {exact['reason']}")
+    grid = np.linspace(0.0, args.t_max, 1001)
+    draws = refined_draws(exact, 200, np.random.default_rng(0))
+    reach = forecast_from_draws(known, draws, grid, threshold=args.threshold)["time_to_threshold"]
+    print(f"exact {_reach_text(reach, args.threshold, args.t_max)}")
+    result = {key: value for key, value in exact.items() if key not in ("draws", "weights")}
+    result["time_to_threshold"] = {k: v for k, v in reach.items() if k != "draws"}
+    return result

@@ -1,5 +1,6 @@
 """``ei-keras train``: train the network on one prefix length of a dataset."""
 
+import argparse
 import json
 
 from ei_keras.errors import EiKerasError
@@ -24,6 +25,16 @@ _OVERRIDES = {
 }
 
 
+def _prefix_length(text):
+    if text == "any":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected seconds (e.g. 30) or 'any'; got {text!r}") from None
+
+
 def add_parser(subparsers):
     parser = subparsers.add_parser(
         "train",
@@ -35,15 +46,19 @@ def add_parser(subparsers):
     )
     parser.add_argument("--data", metavar="FILE.h5", required=True,
                         help="dataset from ei-keras generate")
-    parser.add_argument("--prefix-length", type=float, required=True, metavar="SECONDS",
-                        help="prefix length to train on, e.g. 30")
+    parser.add_argument("--prefix-length", type=_prefix_length, required=True,
+                        metavar="SECONDS|any",
+                        help="prefix length to train on, e.g. 30, or 'any' for the any-format "
+                             "traces of a dataset made with --any-format (use --preset "
+                             "anyformat)")
     parser.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/<time>-...)")
-    parser.add_argument("--preset", choices=("improved", "baseline"),
+    parser.add_argument("--preset", choices=("improved", "anyformat", "baseline"),
                         help="training recipe (default: the config file's, else improved)")
     parser.add_argument("--config", metavar="TRAIN.json",
                         help="JSON object of training settings (names as in TrainConfig)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out from its last epoch")
+                        help="continue the run in --out after its last completed epoch (same "
+                        "--data and --prefix-length; only --epochs may change)")
     parser.add_argument("--epochs", type=int, help="maximum epochs")
     parser.add_argument("--batch-size", type=int, help="samples per step")
     parser.add_argument("--lr", type=float, help="peak learning rate")
@@ -53,7 +68,7 @@ def add_parser(subparsers):
     parser.add_argument("--plateau-factor", type=float, help="learning-rate cut factor")
     parser.add_argument("--plateau-patience", type=int, help="epochs before a cut")
     parser.add_argument("--early-stopping-patience", type=int, help="epochs before stopping")
-    parser.add_argument("--architecture", choices=("compact", "recipe"), help="network size")
+    parser.add_argument("--architecture", choices=("compact", "recipe", "binned"), help="network")
     parser.add_argument("--pooling", choices=("weighted", "average"), help="temporal pooling")
     parser.add_argument("--variance-weight", type=float, help="loss variance-penalty weight")
     parser.add_argument("--val-fraction", type=float, help="validation share of the samples")
@@ -78,17 +93,19 @@ def run(args):
     from ei_keras.training import train
 
     settings = _read_config(args.config) if args.config else {}
-    preset = settings.pop("preset", "improved")
-    preset = args.preset or preset
+    preset = args.preset or settings.pop("preset", None)  # None: improved, or the run's own
+    settings.pop("preset", None)
     for flag, key in _OVERRIDES.items():
         if getattr(args, flag) is not None:
             settings[key] = getattr(args, flag)
     result = train(args.data, args.prefix_length, preset, args.out, resume=args.resume,
                    verbose=2 if args.quiet else "auto", **settings)
     last = result.history[-1] if result.history else {}
+    losses = [r["val_loss"] for r in result.history if r.get("val_loss") is not None]
+    rate = last.get("learning_rate")
     print(f"{result.status}: {len(result.history)} epochs, best val_loss "
-          f"{min((r['val_loss'] for r in result.history), default=float('nan')):.4f}, "
-          f"last learning rate {last.get('learning_rate', float('nan')):.3g}")
+          f"{min(losses, default=float('nan')):.4f}, last learning rate "
+          f"{float('nan') if rate is None else rate:.3g}")
     print(f"run directory: {result.run_dir}  (best model: {result.best_path.name})")
     return 0 if result.status != "failed" else 1
 

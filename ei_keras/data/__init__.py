@@ -5,6 +5,7 @@ from ei_keras.data.load import (
     PrefixData,
     TrajectoryData,
     describe_dataset,
+    load_any_format,
     load_prefix,
     load_trajectories,
 )
@@ -15,6 +16,7 @@ __all__ = [
     "TrajectoryData",
     "describe_dataset",
     "generate_dataset",
+    "load_any_format",
     "load_prefix",
     "load_trajectories",
     "prefix_group_name",

@@ -8,7 +8,7 @@ import os
 import h5py
 import numpy as np
 
-from ei_keras.data.generate import FORMAT_VERSION, TRAJECTORY_GROUP
+from ei_keras.data.generate import ANY_FORMAT_GROUP, FORMAT_VERSION, TRAJECTORY_GROUP
 from ei_keras.errors import EiKerasError
 
 
@@ -19,6 +19,12 @@ class PrefixData:
     ``t`` and ``pH`` are (n, m) float32 (seconds, measured pH); ``known`` (n, 5) holds the
     known inputs (measured initial pH), ``targets`` (n, p) the inferred parameters and
     ``latent`` (n, 4) every latent parameter, all in physical units.
+
+    From :func:`load_any_format`, every case has its own format: ``t`` and ``pH`` are
+    NaN-padded after the case's last reading, ``lengths`` (n,) counts its readings,
+    ``sample_prefix_lengths`` (n,) and ``sample_reading_intervals`` (n,) are its L and
+    effective dt [s], and ``prefix_length`` is the largest L. For a fixed prefix these
+    three are None.
     """
 
     t: np.ndarray
@@ -31,6 +37,9 @@ class PrefixData:
     prefix_length: float
     latent: np.ndarray
     latent_names: tuple
+    lengths: np.ndarray = None
+    sample_prefix_lengths: np.ndarray = None
+    sample_reading_intervals: np.ndarray = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,6 +149,65 @@ def load_prefix(path, prefix_length):
         )
 
 
+def load_any_format(path):
+    """Load the any-format readings: every case with its own length and interval.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A dataset written with ``any_format.enabled`` (``ei-keras generate --any-format``).
+
+    Returns
+    -------
+    PrefixData
+        ``t`` and ``pH`` (n, max_readings) float32, NaN after each case's last reading,
+        with ``lengths``, ``sample_prefix_lengths`` and ``sample_reading_intervals``;
+        ``prefix_length`` is the largest L in the file.
+
+    Raises
+    ------
+    EiKerasError
+        If the file is missing, not HDF5, not an ei_keras dataset or corrupt, or has no
+        any-format group.
+    """
+    with _open_dataset(path) as handle:
+        if ANY_FORMAT_GROUP not in handle:
+            raise EiKerasError(
+                f"dataset {path}: no any-format readings (group {ANY_FORMAT_GROUP}/); "
+                "generate it with --any-format (config any_format.enabled)"
+            )
+        group = handle[ANY_FORMAT_GROUP]
+        lengths = group["prefix_length"][...]
+        return PrefixData(
+            t=group["t"][...],
+            pH=group["pH"][...],
+            known=handle["known"][...],
+            known_names=_names(handle["known"]),
+            targets=handle["targets"][...],
+            target_names=_names(handle["targets"]),
+            config=json.loads(handle.attrs["config"]),
+            prefix_length=float(lengths.max(initial=0.0)),
+            latent=handle["latent"][...],
+            latent_names=_names(handle["latent"]),
+            lengths=group["length"][...],
+            sample_prefix_lengths=lengths,
+            sample_reading_intervals=group["reading_interval"][...],
+        )
+
+
+def _describe_any_format(group):
+    """One summary line of the any-format group: ranges of L, dt and readings."""
+    lengths, intervals = group["prefix_length"][...], group["reading_interval"][...]
+    counts = group["length"][...]
+    if not counts.size:
+        return "none"
+    settings = json.loads(group.attrs["config"])
+    return (f"L {lengths.min():.3g}–{lengths.max():.3g} s, dt {intervals.min():.3g}–"
+            f"{intervals.max():.3g} s, {counts.min()}–{counts.max()} readings "
+            f"(median {np.median(counts):g}, padded to {group.attrs['max_readings']}), "
+            f"{settings['sampling']}")
+
+
 def load_trajectories(path):
     """Load the full true and measured trajectories of every case.
 
@@ -192,7 +260,7 @@ def describe_dataset(path):
         prefixes = ", ".join(
             f"{length:g} s × {group['pH'].shape[1]} points"
             for length, group in _prefix_groups(handle).items()
-        )
+        ) or "none"
         trajectory_t = handle[TRAJECTORY_GROUP]["t"]
         noise = f"σ = {model['noise_std']:g} pH" if model["add_noise"] else "off"
         lines = [
@@ -200,6 +268,8 @@ def describe_dataset(path):
             f"{os.path.getsize(path) / 1e6:.1f} MB)",
             f"  samples:     {n} (seed {config['seed']})",
             f"  prefixes:    {prefixes}",
+            *([f"  any format:  {_describe_any_format(handle[ANY_FORMAT_GROUP])}"]
+              if ANY_FORMAT_GROUP in handle else []),
             f"  trajectory:  {len(trajectory_t)} times on [0, {trajectory_t[-1]:g}] s",
             f"  targets:     {', '.join(_names(handle['targets']))}",
             f"  measurement: probe lag {'on' if model['use_probe_lag'] else 'off'}, "

@@ -7,7 +7,6 @@ average pooling and the variance penalty. Every best model is scored on a held-o
 test set. Results: ``results.json``, ``table.md`` and ``compare.html`` in ``out_dir``.
 """
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,8 @@ from plotly.subplots import make_subplots
 
 from ei_keras.data import load_prefix
 from ei_keras.errors import EiKerasError
-from ei_keras.evaluation.evaluate import decode_dataset, write_atomically
+from ei_keras.evaluation.evaluate import decode_dataset
+from ei_keras.fileio import write_json, write_text
 from ei_keras.evaluation.metrics import posterior_metrics
 from ei_keras.inference.posterior import load_model
 from ei_keras.layers.gaussian_posterior import forward_transform
@@ -99,9 +99,9 @@ def compare(data, out_dir, *, prefix_lengths=(10, 30, 60, 300),
         record["test"] = _test_metrics(result.best_path,
                                        adaptive_test_data if adaptive else test_data, length)
         results.append(record)
-        write_atomically(out_dir / "results.json", json.dumps(results, indent=2))
-    write_atomically(out_dir / "table.md", results_table(results))
-    write_atomically(out_dir / "compare.html", comparison_page(results))
+        write_json(out_dir / "results.json", results)
+    write_text(out_dir / "table.md", results_table(results))
+    write_text(out_dir / "compare.html", comparison_page(results))
     return results
 
 

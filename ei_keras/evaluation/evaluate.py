@@ -7,17 +7,18 @@ the end of the run, fits the same subset by least squares, and writes ``metrics.
 and an interactive ``report.html``.
 """
 
-import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from ei_keras.data import load_prefix
+from ei_keras.data import load_any_format, load_prefix
 from ei_keras.errors import EiKerasError
+from ei_keras.fileio import write_json, write_text
+from ei_keras.evaluation.by_format import cell_metrics, format_cells, forecast_rows_per_cell
 from ei_keras.evaluation.metrics import calibration_curve, point_metrics, posterior_metrics
+from ei_keras.inference.information import attention_agreement, reading_information
 from ei_keras.inference.least_squares import fit_least_squares, predict_readings
 from ei_keras.inference.posterior import (
     draw_latents,
@@ -28,7 +29,7 @@ from ei_keras.inference.posterior import (
     trained_prefix_length,
 )
 from ei_keras.layers.gaussian_posterior import forward_transform
-from ei_keras.models import decode_predictions
+from ei_keras.models import decode_predictions, model_info
 from ei_keras.simulation import KNOWN_NAMES
 
 HORIZONS_S = (300.0, 1000.0, 2000.0)
@@ -47,17 +48,58 @@ def decode_dataset(model, data):
     return decode_predictions(model, np.concatenate(posterior)), np.concatenate(attention)
 
 
+def valid_trace(data, row):
+    """The readings of one trace without its NaN padding: ``(t, pH)`` float64."""
+    valid = np.isfinite(data.t[row]) & np.isfinite(data.pH[row])
+    return data.t[row, valid].astype(float), data.pH[row, valid].astype(float)
+
+
+def load_test_data(model, data_path, prefix_length=None):
+    """The test traces a model is scored on: the file's prefix group of ``prefix_length``
+    if given; otherwise every any-format trace for an any-format model, the trained prefix
+    length for a fixed-format one."""
+    if prefix_length is not None:
+        return load_prefix(data_path, prefix_length)
+    if model_info(model)["any_format"]:
+        return load_any_format(data_path)
+    return load_prefix(data_path, trained_prefix_length(model))
+
+
+def score_parameter(truth_physical, d):
+    """Posterior metrics of one parameter: calibration (NLL, CRPS, coverage, z) in the
+    network's space; point metrics of the median in the README's space — log10 for
+    activity, physical units for the rest (a bounded parameter's logit is no unit)."""
+    truth = forward_transform(d["transform"], truth_physical, d.get("bounds"))
+    scores = posterior_metrics(truth, d["loc"], d["scale"])
+    if d["transform"] == "logit":
+        scores.update(point_metrics(truth_physical, d["median"]))
+        spread = np.var(truth_physical)
+        scores["contraction"] = float(1 - np.mean(d["std"] ** 2) / spread) if spread > 0 \
+            else float("nan")
+    return scores
+
+
+def point_space(transform, values):
+    """Values in the space point errors are reported in (log10 for log10 targets)."""
+    return np.log10(values) if transform == "log10" else np.asarray(values, float)
+
+
 def evaluate(model_path, data_path, out_dir, *, n_forecast=100, n_baseline=50, n_draws=200,
-             threshold=8.5, t_max=2000.0, n_times=1001, seed=0, progress=True):
+             threshold=8.5, t_max=2000.0, n_times=1001, seed=0, progress=True,
+             n_information=100, prefix_length=None):
     """Evaluate ``model_path`` on ``data_path``; write ``metrics.json`` and ``report.html``.
 
     Parameters
     ----------
     model_path : path of a ``.keras`` model
     data_path : a test dataset generated with a *different seed* than the training set
+    prefix_length : score on this fixed prefix group of the file (default: the any-format
+        traces for an any-format model, the trained prefix for a fixed-format one)
     out_dir : folder for ``metrics.json`` and ``report.html`` (created)
-    n_forecast : traces forecast to ``t_max`` (the first ones of the file)
+    n_forecast : traces forecast to ``t_max`` (the first ones of the file; for an
+        any-format test set the first ones of every format cell)
     n_baseline : traces also fitted by least squares (the first ones of the file)
+    n_information : traces on which attention is compared with per-reading information
     n_draws : posterior draws per forecast
     threshold : pH whose time of reaching is forecast
     seed : seed of the posterior draws
@@ -67,39 +109,50 @@ def evaluate(model_path, data_path, out_dir, *, n_forecast=100, n_baseline=50, n
     dict, the content of ``metrics.json``.
     """
     model = load_model(model_path)
-    # The model's time scale is the longest reading time it was trained on: its prefix.
-    data = load_prefix(data_path, trained_prefix_length(model))
+    data = load_test_data(model, data_path, prefix_length)
     prefix_length = data.prefix_length
+    any_format = getattr(data, "lengths", None) is not None
     if list(data.known_names) != list(KNOWN_NAMES):
         raise EiKerasError(f"{data_path}: known inputs {data.known_names} are not {KNOWN_NAMES}")
     latent = {name: data.latent[:, j].astype(float) for j, name in enumerate(data.latent_names)}
     decoded, attention = decode_dataset(model, data)
-    truth = {name: forward_transform(d["transform"], latent[name]) for name, d in decoded.items()}
+    truth = {name: forward_transform(d["transform"], latent[name], d.get("bounds"))
+             for name, d in decoded.items()}
 
     metrics = {
         "model": str(model_path), "data": str(data_path), "prefix_length_s": prefix_length,
         "n_test": len(data.pH), "data_seed": data.config["seed"],
-        "note": "parameter metrics are in the space the network predicts in "
-                "(log10 activity; other parameters in physical units)",
+        "any_format": any_format,
+        "note": "point metrics (MAE, RMSE, R²) of log10 activity and of the other parameters "
+                "in physical units; NLL, CRPS and z-scores in the space the network predicts "
+                "in (log10 activity, logit over the prior range for bounded parameters); "
+                "coverage is the same in either space",
         "parameters": {}, "calibration": {},
     }
     for name, d in decoded.items():
         metrics["parameters"][name] = {
-            "transform": d["transform"], "model": posterior_metrics(truth[name], d["loc"], d["scale"])}
+            "transform": d["transform"], "model": score_parameter(latent[name], d)}
         metrics["calibration"][name] = calibration_curve(truth[name], d["loc"], d["scale"])
 
     grid = np.linspace(0.0, t_max, n_times)
-    n_forecast = min(n_forecast, len(data.pH))
     n_baseline = min(n_baseline, len(data.pH))
+    if any_format:
+        prefix_index, interval_index = format_cells(data)
+        cells = len(set(zip(prefix_index.tolist(), interval_index.tolist())))
+        forecast_rows = forecast_rows_per_cell(prefix_index, interval_index,
+                                               max(1, n_forecast // cells))
+    else:
+        forecast_rows = list(range(min(n_forecast, len(data.pH))))
+    n_forecast = len(forecast_rows)
     known_rows = [dict(zip(KNOWN_NAMES, row.astype(float))) for row in data.known]
-    draws = draw_latents({name: {k: v[:n_forecast] if k != "transform" else v
+    draws = draw_latents({name: {k: v[forecast_rows] if isinstance(v, np.ndarray) else v
                                  for k, v in d.items()} for name, d in decoded.items()},
                          n_draws, np.random.default_rng(seed))
     true_readings, fans = [], []
-    for row in tqdm(range(n_forecast), desc="forecasts", disable=not progress):
+    for k, row in enumerate(tqdm(forecast_rows, desc="forecasts", disable=not progress)):
         true_latent = {name: np.array([latent[name][row]]) for name in latent}
         true_readings.append(predict_readings(grid, known_rows[row], true_latent)[0])
-        fans.append(forecast_from_draws(known_rows[row], draws[row], grid, threshold=threshold))
+        fans.append(forecast_from_draws(known_rows[row], draws[k], grid, threshold=threshold))
     true_readings = np.array(true_readings)
     model_median = np.array([fan["median"] for fan in fans])
     metrics["forecast"] = {"model": _forecast_metrics(grid, true_readings, model_median,
@@ -113,27 +166,42 @@ def evaluate(model_path, data_path, out_dir, *, n_forecast=100, n_baseline=50, n
     fitted, fit_seconds = [], []
     for row in tqdm(range(n_baseline), desc="least squares", disable=not progress):
         started = time.perf_counter()
-        fitted.append(fit_least_squares(data.t[row], data.pH[row], known_rows[row],
+        fitted.append(fit_least_squares(*valid_trace(data, row), known_rows[row],
                                         fit=fit_names, param_ranges=ranges))
         fit_seconds.append(time.perf_counter() - started)
     subset = slice(0, n_baseline)
     for name, d in decoded.items():
-        estimate = forward_transform(d["transform"], np.array([f[name] for f in fitted]))
+        estimate = point_space(d["transform"], [f[name] for f in fitted])
         entry = metrics["parameters"][name]
-        entry["least_squares_subset"] = point_metrics(truth[name][subset], estimate)
-        entry["model_subset"] = posterior_metrics(truth[name][subset], d["loc"][subset],
-                                                  d["scale"][subset])
+        entry["least_squares_subset"] = point_metrics(
+            point_space(d["transform"], latent[name][subset]), estimate)
+        entry["model_subset"] = score_parameter(
+            latent[name][subset], {k: v[subset] if isinstance(v, np.ndarray) else v
+                                   for k, v in d.items()})
+    both_rows = [row for row in forecast_rows if row < n_baseline]
     lsq_readings = np.array([
         predict_readings(grid, known_rows[row], {k: np.array([v]) for k, v in fitted[row].items()})[0]
-        for row in range(min(n_baseline, n_forecast))])
+        for row in both_rows]).reshape(len(both_rows), len(grid))
     n_both = len(lsq_readings)
-    metrics["forecast"]["least_squares_subset"] = _forecast_metrics(
-        grid, true_readings[:n_both], lsq_readings,
-        time_to_threshold(grid, lsq_readings, threshold), threshold)
-    metrics["forecast"]["model_subset"] = _forecast_metrics(
-        grid, true_readings[:n_both], model_median[:n_both],
-        [fan["time_to_threshold"]["median"] for fan in fans[:n_both]], threshold)
+    if n_both:  # forecast rows are sorted: the first n_both are the ones also fitted
+        metrics["forecast"]["least_squares_subset"] = _forecast_metrics(
+            grid, true_readings[:n_both], lsq_readings,
+            time_to_threshold(grid, lsq_readings, threshold), threshold)
+        metrics["forecast"]["model_subset"] = _forecast_metrics(
+            grid, true_readings[:n_both], model_median[:n_both],
+            [fan["time_to_threshold"]["median"] for fan in fans[:n_both]], threshold)
 
+    if any_format:
+        point_truth = {name: point_space(d["transform"], latent[name])
+                       for name, d in decoded.items()}
+        point_estimate = {name: point_space(d["transform"], d["median"])
+                          for name, d in decoded.items()}
+        metrics["by_format"] = cell_metrics(
+            truth, decoded, point_truth, point_estimate, prefix_index, interval_index,
+            forecast_rows, [(model_median[k] - true_readings[k]) ** 2
+                            for k in range(len(forecast_rows))])
+    metrics["attention_information"] = _attention_agreement(
+        model, data, decoded, attention, known_rows, n_information)
     metrics["seconds_per_trace"] = {
         "model": _single_trace_seconds(model, data, known_rows),
         "least_squares": float(np.mean(fit_seconds)) if fit_seconds else float("nan"),
@@ -142,12 +210,34 @@ def evaluate(model_path, data_path, out_dir, *, n_forecast=100, n_baseline=50, n
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_atomically(out_dir / "metrics.json", json.dumps(metrics, indent=2))
+    write_json(out_dir / "metrics.json", metrics)
     from ei_keras.evaluation.report import build_report
-    write_atomically(out_dir / "report.html", build_report(
-        metrics, truth=truth, decoded=decoded, fitted=fitted, data=data, attention=attention,
+    write_text(out_dir / "report.html", build_report(
+        metrics, latent=latent, decoded=decoded, fitted=fitted, data=data, attention=attention,
         grid=grid, fans=fans, true_readings=true_readings))
     return metrics
+
+
+def _attention_agreement(model, data, decoded, attention, known_rows, n_traces):
+    """Median Spearman correlation, over the first ``n_traces`` traces, between the
+    attention on each reading and its Fisher information about each parameter (at the
+    posterior median)."""
+    domain = model_info(model)["domain"] or {}
+    noise = domain.get("noise_std", 0.01) or 0.01
+    rhos = []
+    for row in range(min(n_traces, len(data.pH))):
+        valid = np.isfinite(data.t[row]) & np.isfinite(data.pH[row])
+        point = {name: float(d["median"][row]) for name, d in decoded.items()}
+        information = reading_information(
+            data.t[row, valid], known_rows[row], point,
+            {name: d["transform"] for name, d in decoded.items()},
+            {name: d.get("bounds") for name, d in decoded.items()}, noise)
+        rhos.append(attention_agreement(attention[row, valid], information))
+    if not rhos:
+        return {}
+    return {"n_traces": len(rhos),
+            "median_spearman": {name: float(np.nanmedian([r[name] for r in rhos]))
+                                for name in rhos[0]}}
 
 
 def _forecast_metrics(grid, truth, predicted, predicted_times, threshold):
@@ -171,16 +261,10 @@ def _forecast_metrics(grid, truth, predicted, predicted_times, threshold):
 
 def _single_trace_seconds(model, data, known_rows, repeats=20):
     """Median wall time of ``infer`` on one trace, after one warm-up call."""
-    infer(model, data.t[0], data.pH[0], known_rows[0])
+    infer(model, *valid_trace(data, 0), known_rows[0], check_fit=False)
     times = []
     for row in range(min(repeats, len(data.pH))):
         started = time.perf_counter()
-        infer(model, data.t[row], data.pH[row], known_rows[row])
+        infer(model, *valid_trace(data, row), known_rows[row], check_fit=False)
         times.append(time.perf_counter() - started)
     return float(np.median(times))
-
-
-def write_atomically(path, text):
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    temporary.write_text(text)
-    os.replace(temporary, path)

@@ -7,32 +7,44 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from scipy.special import ndtri
 
+from ei_keras.layers.gaussian_posterior import inverse_transform
+
 Z90 = float(ndtri(0.95))
 MAX_SCATTER = 400
 AXIS_LABELS = {"activity": "log10 activity", "k_d": "k_d [1/s]", "tau_probe": "tau_probe [s]",
                "pH_offset": "pH offset"}
 
 
-def recovery_figure(truth, decoded, fitted):
-    """Truth vs posterior mean with 90 % error bars, per parameter; least squares beside."""
+def _point(transform, values):
+    values = np.asarray(values, dtype=float)
+    return np.log10(values) if transform == "log10" else values
+
+
+def recovery_figure(latent, decoded, fitted):
+    """Truth vs posterior median with its 90 % interval, per parameter (log10 activity, the
+    others in physical units); least squares beside."""
     names = list(decoded)
     figure = make_subplots(rows=1, cols=len(names), subplot_titles=[AXIS_LABELS.get(n, n)
                                                                     for n in names])
     for col, name in enumerate(names, start=1):
         shown = slice(0, MAX_SCATTER)
-        y, loc, scale = truth[name][shown], decoded[name]["loc"][shown], decoded[name]["scale"][shown]
+        d = decoded[name]
+        transform, bounds = d["transform"], d.get("bounds")
+        lo = inverse_transform(transform, d["loc"][shown] - Z90 * d["scale"][shown], bounds)
+        hi = inverse_transform(transform, d["loc"][shown] + Z90 * d["scale"][shown], bounds)
+        y, median = _point(transform, latent[name][shown]), _point(transform, d["median"][shown])
         figure.add_trace(go.Scatter(
-            x=y, y=loc, mode="markers", name="ei_keras (90 % interval)", showlegend=col == 1,
+            x=y, y=median, mode="markers", name="ei_keras (90 % interval)", showlegend=col == 1,
             marker=dict(size=5, color="#1f77b4", opacity=0.6),
-            error_y=dict(type="data", array=Z90 * scale, thickness=0.8, width=0)), row=1, col=col)
+            error_y=dict(type="data", symmetric=False, array=_point(transform, hi) - median,
+                         arrayminus=median - _point(transform, lo), thickness=0.8, width=0)),
+            row=1, col=col)
         if fitted:
-            transform = decoded[name]["transform"]
-            estimate = np.array([f[name] for f in fitted], dtype=float)
-            estimate = np.log10(estimate) if transform == "log10" else estimate
+            estimate = _point(transform, [f[name] for f in fitted])
             figure.add_trace(go.Scatter(
-                x=truth[name][:len(fitted)], y=estimate, mode="markers", name="least squares",
-                showlegend=col == 1, marker=dict(size=6, color="#d62728", symbol="x")),
-                row=1, col=col)
+                x=_point(transform, latent[name][:len(fitted)]), y=estimate, mode="markers",
+                name="least squares", showlegend=col == 1,
+                marker=dict(size=6, color="#d62728", symbol="x")), row=1, col=col)
         low, high = float(np.min(y)), float(np.max(y))
         figure.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", showlegend=False,
                                     line=dict(color="gray", dash="dash")), row=1, col=col)
@@ -40,6 +52,42 @@ def recovery_figure(truth, decoded, fitted):
         figure.update_yaxes(title_text="estimate", row=1, col=col)
     figure.update_layout(title="Parameter recovery on held-out traces", height=420)
     return figure
+
+
+def format_table(cells, decoded_names):
+    """Heat-map table of the 90 % coverage and RMSE per prefix length × reading interval."""
+    if not cells:
+        return ""
+    parts = ["<h2>By trace format</h2><p>Per cell: 90 % coverage (green near 0.90, red far "
+             "from it), RMSE of the point estimate (log10 activity; the others in physical "
+             "units) and the forecast RMSE [pH] of the traces forecast there.</p>"]
+    intervals = sorted({c["reading_interval_s"] for c in cells})
+    lengths = sorted({c["prefix_length_s"] for c in cells})
+    by_key = {(c["prefix_length_s"], c["reading_interval_s"]): c for c in cells}
+    header = "".join(f"<th>every {dt:g} s</th>" for dt in intervals)
+    for name in list(decoded_names) + ["forecast"]:
+        rows = []
+        for length in lengths:
+            row = []
+            for dt in intervals:
+                cell = by_key.get((length, dt))
+                if cell is None:
+                    row.append("<td>–</td>")
+                elif name == "forecast":
+                    value = cell["forecast_rmse"]
+                    row.append(f"<td>{value:.3f}</td>" if value is not None else "<td>–</td>")
+                else:
+                    scores = cell["parameters"][name]
+                    miss = min(abs(scores["coverage90"] - 0.9) / 0.1, 1.0)
+                    colour = f"rgb({int(255 * miss)},{int(200 * (1 - miss)) + 55},90)"
+                    row.append(f'<td style="background:{colour}">{scores["coverage90"]:.2f} / '
+                               f'{scores["rmse"]:.3g} <small>(n={cell["n"]})</small></td>')
+            rows.append(f"<tr><th>{length:g} s</th>{''.join(row)}</tr>")
+        title = "forecast RMSE [pH]" if name == "forecast" else \
+            f"{AXIS_LABELS.get(name, name)}: 90 % coverage / RMSE"
+        parts.append(f"<h3>{title}</h3><table><tr><th>trace length</th>{header}</tr>"
+                     f"{''.join(rows)}</table>")
+    return "".join(parts)
 
 
 def calibration_figure(calibration):
@@ -109,11 +157,14 @@ def _metrics_table(metrics):
             f"<h3>Forecast (measured pH)</h3><table><tr>{forecast_header}</tr>{forecast_rows}</table>")
 
 
-def build_report(metrics, *, truth, decoded, fitted, data, attention, grid, fans,
+def build_report(metrics, *, latent, decoded, fitted, data, attention, grid, fans,
                  true_readings):
     """The full HTML page (plotly.js embedded once, so it opens offline)."""
-    figures = [recovery_figure(truth, decoded, fitted), calibration_figure(metrics["calibration"]),
-               forecast_figure(grid, fans, true_readings), attention_figure(data.t[0], attention)]
+    valid = np.isfinite(data.t[0])
+    figures = [recovery_figure(latent, decoded, fitted),
+               calibration_figure(metrics["calibration"]),
+               forecast_figure(grid, fans, true_readings),
+               attention_figure(data.t[0][valid], attention[:, :int(valid.sum())])]
     body = [figure.to_html(full_html=False, include_plotlyjs="inline" if i == 0 else False)
             for i, figure in enumerate(figures)]
     seconds = metrics["seconds_per_trace"]
@@ -123,7 +174,7 @@ def build_report(metrics, *, truth, decoded, fitted, data, attention, grid, fans
 td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}</style></head><body>
 <h1>ei_keras evaluation</h1>
 <p>Model <code>{html.escape(metrics['model'])}</code> on <code>{html.escape(metrics['data'])}</code>
-({metrics['n_test']} held-out traces, {metrics['prefix_length_s']:g} s prefixes).
+({metrics['n_test']} held-out traces, {"of every format up to " if metrics.get('any_format') else ""}{metrics['prefix_length_s']:g} s{"" if metrics.get('any_format') else " prefixes"}).
 The test set was generated with seed {metrics['data_seed']}; it must differ from the training
 set's seed, so that no test trace was seen in training.</p>
 <p>{html.escape(metrics['note'])}. Least squares (physics.md §10) and the "_subset" rows use the
@@ -131,5 +182,6 @@ first {metrics['n_baseline']} traces; forecasts the first {metrics['n_forecast']
 Wall time per trace: ei_keras {seconds['model'] * 1e3:.1f} ms, least squares
 {seconds['least_squares'] * 1e3:.0f} ms.</p>
 <h2>Metrics</h2>{_metrics_table(metrics)}
+{format_table(metrics.get("by_format"), decoded)}
 {''.join(body)}
 </body></html>"""

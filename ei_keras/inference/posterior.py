@@ -12,14 +12,17 @@ import numpy as np
 from scipy.special import ndtri
 
 from ei_keras.errors import EiKerasError
+from ei_keras.inference.model_file import check_model_archive
+from ei_keras.inference.domain import check_traces, misfit_flags
 from ei_keras.inference.least_squares import predict_readings, validate_known, validate_trace
-from ei_keras.layers.gaussian_posterior import inverse_transform
+from ei_keras.layers.gaussian_posterior import inverse_transform, physical_moments
 from ei_keras.models import decode_predictions, model_info
 from ei_keras.simulation import KNOWN_NAMES
 from ei_keras.simulation.simulator import CONDITION_LIMITS
 
 INTERVALS = (50, 90, 95)
-# Where a Gaussian draw may leave what the simulator accepts, it is clipped to these.
+# Models trained before the bounded (logit) targets can draw outside what the simulator
+# accepts; their draws are clipped to these. Bounded targets never need it.
 DRAW_LIMITS = {"activity": CONDITION_LIMITS["activity"], "k_d": CONDITION_LIMITS["k_d"],
                "tau_probe": (0.0, 3600.0), "pH_offset": (-2.0, 2.0)}
 
@@ -34,6 +37,7 @@ def load_model(model_or_path):
     path = Path(model_or_path)
     if not path.is_file():
         raise EiKerasError(f"no model file at {path}; give the path of a .keras file")
+    check_model_archive(path)  # sizes and zip structure, before Keras reads anything
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
         model_info(model)
@@ -47,21 +51,17 @@ def trained_prefix_length(model) -> float:
     return float(model_info(model)["time_scale"])
 
 
-def summarize_gaussian(loc, scale, transform) -> dict:
+def summarize_gaussian(loc, scale, transform, bounds=None) -> dict:
     """Median, mean, std and central intervals in physical units of a Gaussian in
-    transformed units (log10 for activity); each value an array shaped like ``loc``."""
+    transformed units (log10 for activity, logit over ``bounds`` for bounded targets);
+    each value an array shaped like ``loc``. Bounded targets stay inside their bounds."""
     loc, scale = np.asarray(loc, dtype=float), np.asarray(scale, dtype=float)
-    summary = {"median": inverse_transform(transform, loc)}
-    if transform == "log10":
-        mu, sigma = loc * np.log(10.0), scale * np.log(10.0)
-        summary["mean"] = np.exp(mu + 0.5 * sigma**2)
-        summary["std"] = summary["mean"] * np.sqrt(np.expm1(sigma**2))
-    else:
-        summary["mean"], summary["std"] = loc.copy(), scale.copy()
+    summary = {"median": inverse_transform(transform, loc, bounds)}
+    summary["mean"], summary["std"] = physical_moments(loc, scale, transform, bounds)
     for level in INTERVALS:
         z = ndtri(0.5 + level / 200.0)
-        summary[f"lo{level}"] = inverse_transform(transform, loc - z * scale)
-        summary[f"hi{level}"] = inverse_transform(transform, loc + z * scale)
+        summary[f"lo{level}"] = inverse_transform(transform, loc - z * scale, bounds)
+        summary[f"hi{level}"] = inverse_transform(transform, loc + z * scale, bounds)
     return summary
 
 
@@ -99,21 +99,49 @@ def _batch_inputs(t, pH, known):
             np.stack(columns, axis=1).astype(np.float32))
 
 
-def _run(model_or_path, t, pH, known):
-    """Validate, check the prefix fits the model, run it once; decoded outputs and inputs."""
+def _median_readings(decoded, t, known_rows):
+    """Noise-free readings of each trace's posterior median at its own (valid) times."""
+    predicted = np.full(t.shape, np.nan)
+    for row in range(len(t)):
+        valid = np.isfinite(t[row])
+        median = {name: d["median"][row:row + 1] for name, d in decoded.items()}
+        known = dict(zip(KNOWN_NAMES, known_rows[row].astype(float)))
+        predicted[row, valid] = predict_readings(t[row, valid].astype(float), known, median)[0]
+    return predicted
+
+
+def _run(model_or_path, t, pH, known, *, allow_extrapolation=False, check_fit=True):
+    """Validate, guard the domain, run the model once.
+
+    Returns ``(decoded, outputs, known_rows)``; ``outputs["domain"]`` holds one domain
+    report per trace (see :mod:`ei_keras.inference.domain`) and ``outputs["t"]`` the
+    times actually used (readings past the trained maximum are cut).
+    """
     model = load_model(model_or_path)
     t, pH, known_values = _batch_inputs(t, pH, known)
-    longest = trained_prefix_length(model)
-    if t[:, -1].max() > longest * 1.01:
-        raise EiKerasError(
-            f"the trace runs to {t[:, -1].max():g} s but the model was trained on prefixes of "
-            f"{longest:g} s; pass only the first {longest:g} s or use a model for longer prefixes")
+    info = model_info(model)
+    if not info["any_format"]:
+        longest = float(info["time_scale"])
+        if t[:, -1].max() > longest * 1.01:
+            raise EiKerasError(
+                f"the trace runs to {t[:, -1].max():g} s but the model was trained on "
+                f"prefixes of {longest:g} s; pass only the first {longest:g} s or use a model "
+                f"for longer prefixes")
+    t, pH, reports = check_traces(info["domain"], t, pH, known_values,
+                                  allow_extrapolation=allow_extrapolation)
     # predict_on_batch: no autograd bookkeeping and none of predict()'s per-call set-up.
-    outputs = model.predict_on_batch({"pH": pH, "t": t, "known": known_values})
-    return decode_predictions(model, outputs), outputs, known_values
+    outputs = dict(model.predict_on_batch({"pH": pH, "t": t, "known": known_values}))
+    decoded = decode_predictions(model, outputs)
+    if check_fit:
+        misfit_flags(info["domain"], t, pH, _median_readings(decoded, t, known_values), reports)
+    else:
+        for report in reports:
+            report["ok"] = not report["flags"]
+    outputs["domain"], outputs["t"] = reports, t
+    return decoded, outputs, known_values
 
 
-def infer(model_or_path, t, pH, known) -> dict:
+def infer(model_or_path, t, pH, known, *, allow_extrapolation=False, check_fit=True) -> dict:
     """Posterior of the latent parameters from raw readings.
 
     Parameters
@@ -125,18 +153,36 @@ def infer(model_or_path, t, pH, known) -> dict:
         Measured pH readings, (m,) for one trace or (n, m).
     known : mapping
         The five known inputs (``initial_pH`` as measured), scalars or (n,) arrays.
+    allow_extrapolation : bool
+        Answer (flagged) when known inputs lie outside the model's training ranges,
+        instead of refusing.
+    check_fit : bool
+        Simulate the posterior median and flag traces it misses by far more than the
+        noise (one simulator call per trace).
 
     Returns
     -------
     dict
         Per latent parameter name a dict of (n,) arrays in physical units: ``median,
-        mean, std, lo50, hi50, lo90, hi90, lo95, hi95``; and ``attention`` (n, m), the
-        weights the model put on each reading (rows sum to 1).
+        mean, std, lo50, hi50, lo90, hi90, lo95, hi95``; ``attention`` (n, m), the
+        weights the model put on each reading (rows sum to 1; 0 on readings past the
+        trained maximum); and ``domain``: for a single 1-D trace a dict ``{"ok": bool,
+        "flags": [one sentence each], "checked": [...], "length_s", "reading_interval_s",
+        "readings", "misfit_rms", "noise_std"}``, for a batch a list of such dicts.
+
+    Raises
+    ------
+    EiKerasError
+        Fewer than 3 readings, times not increasing, pH outside 3–12, known inputs
+        outside the trained ranges (unless ``allow_extrapolation``).
     """
-    decoded, outputs, _ = _run(model_or_path, t, pH, known)
-    result = {name: summarize_gaussian(d["loc"], d["scale"], d["transform"])
+    decoded, outputs, _ = _run(model_or_path, t, pH, known,
+                               allow_extrapolation=allow_extrapolation, check_fit=check_fit)
+    result = {name: summarize_gaussian(d["loc"], d["scale"], d["transform"], d.get("bounds"))
               for name, d in decoded.items()}
     result["attention"] = np.asarray(outputs["attention"], dtype=float)
+    single = np.ndim(pH) == 1
+    result["domain"] = outputs["domain"][0] if single else outputs["domain"]
     return result
 
 
@@ -148,7 +194,8 @@ def draw_latents(decoded, n_draws, rng) -> list:
         z = rng.standard_normal((n_draws, len(decoded)))
         trace = {}
         for j, (name, d) in enumerate(decoded.items()):
-            values = inverse_transform(d["transform"], d["loc"][row] + z[:, j] * d["scale"][row])
+            values = inverse_transform(d["transform"], d["loc"][row] + z[:, j] * d["scale"][row],
+                                       d.get("bounds"))
             trace[name] = np.clip(values, *DRAW_LIMITS.get(name, (-np.inf, np.inf)))
         draws.append(trace)
     return draws
@@ -201,16 +248,29 @@ def time_to_threshold(t, readings, threshold):
 
 
 def forecast(model_or_path, t, pH, known, *, t_max=2000.0, n_times=1001, threshold=8.5,
-             n_draws=200, seed=0, options=None) -> list:
+             n_draws=200, seed=0, options=None, allow_extrapolation=False,
+             exact=False) -> list:
     """Forecast each trace to ``t_max``: draws from the posterior through the simulator.
 
     Returns one :func:`forecast_from_draws` dict per trace (median and 5–95 % band of the
     measured pH on ``linspace(0, t_max, n_times)``, and the distribution of the time to
-    reach ``threshold``), computed with a ``numpy.random.default_rng(seed)``.
+    reach ``threshold``), computed with a ``numpy.random.default_rng(seed)``; each also
+    carries the trace's ``domain`` report (see :func:`infer`). With ``exact=True`` the
+    draws come from each trace's exact posterior (:func:`ei_keras.refine`, importance
+    sampling; about a second per trace) instead of the network's.
     """
-    decoded, _, known_rows = _run(model_or_path, t, pH, known)
-    draws = draw_latents(decoded, n_draws, np.random.default_rng(seed))
+    decoded, outputs, known_rows = _run(model_or_path, t, pH, known,
+                                        allow_extrapolation=allow_extrapolation)
+    if exact:
+        from ei_keras.inference.refine import exact_draws
+        draws = exact_draws(model_or_path, t, pH, known, n_draws, seed=seed, options=options,
+                            allow_extrapolation=allow_extrapolation)
+    else:
+        draws = draw_latents(decoded, n_draws, np.random.default_rng(seed))
     grid = np.linspace(0.0, float(t_max), int(n_times))
-    return [forecast_from_draws(dict(zip(KNOWN_NAMES, known_rows[row].astype(float))),
+    fans = [forecast_from_draws(dict(zip(KNOWN_NAMES, known_rows[row].astype(float))),
                                 trace, grid, threshold=threshold, options=options)
             for row, trace in enumerate(draws)]
+    for fan, report in zip(fans, outputs["domain"]):
+        fan["domain"] = report
+    return fans

@@ -10,15 +10,19 @@ from ei_keras.layers.prefix_features import PrefixFeatures
 from ei_keras.layers.reading_attention import ReadingAttention
 from ei_keras.layers.standardize import Standardize
 from ei_keras.layers.tcn import TCNBlock, TCNEncoder
+from ei_keras.layers.trace_bins import BinnedReadingAttention, TraceBins, TraceFormat
 from ei_keras.layers.weighted_temporal_pooling import WeightedTemporalPooling
 
 __all__ = [
     "AverageTemporalPooling",
+    "BinnedReadingAttention",
     "GaussianPosterior",
     "PrefixFeatures",
     "ReadingAttention",
     "Standardize",
     "TCNBlock",
     "TCNEncoder",
+    "TraceBins",
+    "TraceFormat",
     "WeightedTemporalPooling",
 ]

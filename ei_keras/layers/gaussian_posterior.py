@@ -5,28 +5,77 @@ import math
 import keras
 import numpy as np
 from keras import ops
+from scipy.special import expit
 
-TRANSFORMS = ("identity", "log10")
+TRANSFORMS = ("identity", "log10", "logit")
+# A bounded value is encoded at least this fraction of its range inside the bounds, so a
+# target drawn exactly on a bound (k_d = 0) has a finite logit.
+LOGIT_MARGIN = 1e-6
+# Gauss–Hermite nodes for the physical-unit mean and std of a logit-Gaussian (100 nodes:
+# better than 1e-4 relative even at a logit scale of 4).
+_HERMITE_X, _HERMITE_W = np.polynomial.hermite_e.hermegauss(100)
+_HERMITE_W = _HERMITE_W / _HERMITE_W.sum()
 
 
-def forward_transform(transform, values):
-    """Physical units → the space the network predicts in (before standardisation)."""
+def _check_bounds(transform, bounds):
+    if transform != "logit":
+        return None
+    if bounds is None or len(bounds) != 2 or not float(bounds[0]) < float(bounds[1]):
+        raise ValueError(f"the logit transform needs bounds [low, high] with low < high; "
+                         f"got {bounds!r}")
+    return float(bounds[0]), float(bounds[1])
+
+
+def forward_transform(transform, values, bounds=None):
+    """Physical units → the space the network predicts in (before standardisation).
+
+    ``log10`` for positive values, ``identity``, or ``logit``: ``ln((y - lo) / (hi - y))``
+    over ``bounds = [lo, hi]``, which maps the bounded range onto the whole real line.
+    """
     values = np.asarray(values, dtype=np.float64)
     if transform == "log10":
         return np.log10(values)
     if transform == "identity":
         return values
+    if transform == "logit":
+        low, high = _check_bounds(transform, bounds)
+        margin = LOGIT_MARGIN * (high - low)
+        inside = np.clip(values, low + margin, high - margin)
+        return np.log(inside - low) - np.log(high - inside)
     raise ValueError(f"transform must be one of {TRANSFORMS}; got {transform!r}")
 
 
-def inverse_transform(transform, values):
-    """The network's (unstandardised) space → physical units; monotone increasing."""
+def inverse_transform(transform, values, bounds=None):
+    """The network's (unstandardised) space → physical units; monotone increasing, and
+    for ``logit`` always inside ``bounds``."""
     values = np.asarray(values, dtype=np.float64)
     if transform == "log10":
         return 10.0 ** values
     if transform == "identity":
         return values
+    if transform == "logit":
+        low, high = _check_bounds(transform, bounds)
+        return low + (high - low) * expit(values)
     raise ValueError(f"transform must be one of {TRANSFORMS}; got {transform!r}")
+
+
+def physical_moments(loc, scale, transform, bounds=None):
+    """Mean and std in physical units of N(loc, scale²) in transformed units.
+
+    Closed form for ``identity`` and ``log10`` (log-normal); Gauss–Hermite quadrature
+    (100 nodes) for ``logit``.
+    """
+    loc, scale = np.asarray(loc, dtype=np.float64), np.asarray(scale, dtype=np.float64)
+    if transform == "identity":
+        return loc.copy(), scale.copy()
+    if transform == "log10":
+        mu, sigma = loc * math.log(10.0), scale * math.log(10.0)
+        mean = np.exp(mu + 0.5 * sigma**2)
+        return mean, mean * np.sqrt(np.expm1(sigma**2))
+    values = inverse_transform(transform, loc[..., None] + scale[..., None] * _HERMITE_X, bounds)
+    mean = values @ _HERMITE_W
+    variance = np.maximum((values - mean[..., None]) ** 2 @ _HERMITE_W, 0.0)
+    return mean, np.sqrt(variance)
 
 
 @keras.saving.register_keras_serializable(package="ei_keras")
@@ -41,11 +90,15 @@ class GaussianPosterior(keras.layers.Layer):
 
     Args:
         target_names: names of the p targets, e.g. ``("activity", "k_d")``.
-        transforms: one of ``"identity"``/``"log10"`` per target (default identity).
+        transforms: one of ``"identity"``/``"log10"``/``"logit"`` per target (default
+            identity).
         loc: per-target centre in transformed units (default 0).
         scale: per-target positive scale in transformed units (default 1).
         log_var_min: lower clamp of the predicted log-variance (as in the loss).
         log_var_max: upper clamp of the predicted log-variance (as in the loss).
+        bounds: per target ``[low, high]`` for ``logit`` targets, None for the others.
+        domain: what the model was trained on (JSON-able dict: prior ranges, noise,
+            trace formats), read back by the domain guard of ``ei_keras.infer``.
         **kwargs: base ``Layer`` arguments.
 
     Input shape:
@@ -56,7 +109,7 @@ class GaussianPosterior(keras.layers.Layer):
     """
 
     def __init__(self, target_names, transforms=None, loc=None, scale=None, log_var_min=-4.6,
-                 log_var_max=10.0, **kwargs):
+                 log_var_max=10.0, bounds=None, domain=None, **kwargs):
         super().__init__(**kwargs)
         names = [str(n) for n in target_names]
         p = len(names)
@@ -72,8 +125,15 @@ class GaussianPosterior(keras.layers.Layer):
         if not log_var_min < log_var_max:
             raise ValueError(
                 f"log_var_min must be < log_var_max; got {log_var_min!r}, {log_var_max!r}")
+        bounds = [None] * p if bounds is None else list(bounds)
+        if len(bounds) != p:
+            raise ValueError(f"bounds needs {p} entries (None or [low, high]); got {bounds!r}")
+        bounds = [_check_bounds(tr, b) if tr == "logit" else None
+                  for tr, b in zip(transforms, bounds)]
         self.target_names = names
         self.transforms = transforms
+        self.bounds = [None if b is None else list(b) for b in bounds]
+        self.domain = None if domain is None else dict(domain)
         self.loc = loc
         self.scale = scale
         self.log_var_min = float(log_var_min)
@@ -93,17 +153,18 @@ class GaussianPosterior(keras.layers.Layer):
             raise ValueError(
                 f"targets must be (n, {len(self.target_names)}) for {self.target_names}; "
                 f"got shape {targets.shape}")
-        columns = [(forward_transform(tr, targets[:, j]) - self.loc[j]) / self.scale[j]
-                   for j, tr in enumerate(self.transforms)]
+        columns = [(forward_transform(tr, targets[:, j], self.bounds[j]) - self.loc[j])
+                   / self.scale[j] for j, tr in enumerate(self.transforms)]
         return np.stack(columns, axis=1).astype(np.float32)
 
     def decode(self, y_pred):
         """Model output ``(n, 2 p)`` → per target a dict of arrays ``(n,)``.
 
         ``loc``/``scale``: mean and standard deviation of the Gaussian in transformed units
-        (log10 for activity); ``median``, ``mean``, ``std``: the same distribution in
-        physical units (log-normal for log10 targets); ``transform``: its name. Quantiles
-        in physical units are ``inverse_transform(transform, loc + z * scale)``.
+        (log10 for activity, logit over the prior range for bounded ones); ``median``,
+        ``mean``, ``std``: the same distribution in physical units; ``transform`` and
+        ``bounds``: how to map back. Quantiles in physical units are
+        ``inverse_transform(transform, loc + z * scale, bounds)``.
         """
         y_pred = np.asarray(y_pred, dtype=np.float64)
         p = len(self.target_names)
@@ -114,15 +175,11 @@ class GaussianPosterior(keras.layers.Layer):
         for j, (name, transform) in enumerate(zip(self.target_names, self.transforms)):
             loc = y_pred[:, j] * self.scale[j] + self.loc[j]
             scale = np.exp(0.5 * log_var[:, j]) * self.scale[j]
-            if transform == "log10":
-                mu, sigma = loc * math.log(10.0), scale * math.log(10.0)
-                mean = np.exp(mu + 0.5 * sigma**2)
-                std = mean * np.sqrt(np.expm1(sigma**2))
-            else:
-                mean, std = loc, scale
+            bounds = self.bounds[j]
+            mean, std = physical_moments(loc, scale, transform, bounds)
             decoded[name] = {"loc": loc, "scale": scale, "transform": transform,
-                             "median": inverse_transform(transform, loc), "mean": mean,
-                             "std": std}
+                             "bounds": bounds, "median": inverse_transform(transform, loc, bounds),
+                             "mean": mean, "std": std}
         return decoded
 
     def get_config(self):
@@ -134,5 +191,7 @@ class GaussianPosterior(keras.layers.Layer):
             "scale": self.scale,
             "log_var_min": self.log_var_min,
             "log_var_max": self.log_var_max,
+            "bounds": self.bounds,
+            "domain": self.domain,
         })
         return config

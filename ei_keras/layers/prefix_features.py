@@ -4,11 +4,16 @@ import keras
 from keras import ops
 
 
-def _positive_float(name, value):
+def positive_float(name, value):
     value = float(value)
     if not value > 0:
         raise ValueError(f"{name} must be > 0; got {value!r}")
     return value
+
+
+def squeeze_readings(ph):
+    """``(batch, steps, 1)`` readings → ``(batch, steps)``; 2-D input passes through."""
+    return ph[..., 0] if len(ph.shape) == 3 else ph
 
 
 @keras.saving.register_keras_serializable(package="ei_keras")
@@ -49,19 +54,15 @@ class PrefixFeatures(keras.layers.Layer):
                                             or reference_index < 0):
             raise ValueError(
                 f"reference_index must be a non-negative int or None; got {reference_index!r}")
-        self.ph_scale = _positive_float("ph_scale", ph_scale)
-        self.time_scale = _positive_float("time_scale", time_scale)
-        self.dt_scale = _positive_float("dt_scale", dt_scale)
+        self.ph_scale = positive_float("ph_scale", ph_scale)
+        self.time_scale = positive_float("time_scale", time_scale)
+        self.dt_scale = positive_float("dt_scale", dt_scale)
         self.reference_index = reference_index
         self.ph_center = float(ph_center)
 
-    @staticmethod
-    def _squeeze(ph):
-        return ph[..., 0] if len(ph.shape) == 3 else ph
-
     def call(self, inputs):
         ph, t, known = inputs
-        ph = ops.cast(self._squeeze(ph), self.compute_dtype)
+        ph = ops.cast(squeeze_readings(ph), self.compute_dtype)
         t = ops.cast(t, self.compute_dtype)
         valid = ops.logical_and(ops.isfinite(ph), ops.isfinite(t))
         if self.reference_index is None:
@@ -78,7 +79,7 @@ class PrefixFeatures(keras.layers.Layer):
 
     def compute_mask(self, inputs, mask=None):
         ph, t, _ = inputs
-        return ops.logical_and(ops.isfinite(self._squeeze(ph)), ops.isfinite(t))
+        return ops.logical_and(ops.isfinite(squeeze_readings(ph)), ops.isfinite(t))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[1][:2]) + (3,)

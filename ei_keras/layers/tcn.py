@@ -12,6 +12,12 @@ def _positive_int(name, value):
     return value
 
 
+def _padding(value):
+    if value not in ("causal", "same"):
+        raise ValueError(f"padding must be 'causal' or 'same'; got {value!r}")
+    return value
+
+
 def _dropout_rate(value):
     if not 0.0 <= value < 1.0:
         raise ValueError(f"dropout must be in [0, 1); got {value!r}")
@@ -37,6 +43,8 @@ class TCNBlock(keras.layers.Layer):
         kernel_initializer: initializer of all convolutions.
         data_format: ``"channels_last"`` or ``"channels_first"`` (the torch backend's
             native layout, which saves a transpose around every convolution there).
+        padding: ``"causal"`` (each output sees only earlier steps) or ``"same"`` (a
+            centred, bounded window: the local features an attention pooling can weigh).
         **kwargs: base ``Layer`` arguments.
 
     Input shape:
@@ -49,7 +57,8 @@ class TCNBlock(keras.layers.Layer):
     """
 
     def __init__(self, filters, kernel_size=3, dilation_rate=1, pool_size=1, dropout=0.0,
-                 kernel_initializer="he_normal", data_format="channels_last", **kwargs):
+                 kernel_initializer="he_normal", data_format="channels_last", padding="causal",
+                 **kwargs):
         super().__init__(**kwargs)
         self.filters = _positive_int("filters", filters)
         self.kernel_size = _positive_int("kernel_size", kernel_size)
@@ -61,9 +70,10 @@ class TCNBlock(keras.layers.Layer):
             raise ValueError(
                 f"data_format must be 'channels_last' or 'channels_first'; got {data_format!r}")
         self.data_format = data_format
+        self.padding = _padding(padding)
         self.supports_masking = True
         conv = dict(kernel_size=self.kernel_size, dilation_rate=self.dilation_rate,
-                    padding="causal", kernel_initializer=self.kernel_initializer,
+                    padding=self.padding, kernel_initializer=self.kernel_initializer,
                     data_format=data_format, dtype=self.dtype_policy)
         self.conv1 = keras.layers.Conv1D(self.filters, name="conv1", **conv)
         self.conv2 = keras.layers.Conv1D(self.filters, name="conv2", **conv)
@@ -115,6 +125,7 @@ class TCNBlock(keras.layers.Layer):
             "dropout": self.dropout,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "data_format": self.data_format,
+            "padding": self.padding,
         })
         return config
 
@@ -138,6 +149,7 @@ class TCNEncoder(keras.layers.Layer):
         input_pool: downsampling of the readings before the first block.
         dropout: dropout rate in every block.
         kernel_initializer: initializer of all convolutions.
+        padding: ``"causal"`` or ``"same"`` convolutions (see :class:`TCNBlock`).
         **kwargs: base ``Layer`` arguments.
 
     Input shape:
@@ -150,7 +162,7 @@ class TCNEncoder(keras.layers.Layer):
 
     def __init__(self, filters=(32, 48, 64), kernel_size=3, dilations=(1, 2, 4),
                  pool_sizes=(1, 2, 2), input_pool=1, dropout=0.0,
-                 kernel_initializer="he_normal", **kwargs):
+                 kernel_initializer="he_normal", padding="causal", **kwargs):
         super().__init__(**kwargs)
         filters, dilations, pool_sizes = tuple(filters), tuple(dilations), tuple(pool_sizes)
         if not filters:
@@ -166,13 +178,14 @@ class TCNEncoder(keras.layers.Layer):
         self.input_pool = _positive_int("input_pool", input_pool)
         self.dropout = _dropout_rate(dropout)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.padding = _padding(padding)
         self.supports_masking = True
         self._channels_first = keras.backend.backend() == "torch"
         self.blocks = [
             TCNBlock(width, self.kernel_size, dilation, pool, self.dropout,
                      kernel_initializer=self.kernel_initializer,
                      data_format="channels_first" if self._channels_first else "channels_last",
-                     dtype=self.dtype_policy, name=f"block{index}")
+                     padding=self.padding, dtype=self.dtype_policy, name=f"block{index}")
             for index, (width, dilation, pool) in enumerate(zip(filters, dilations, pool_sizes))
         ]
 
@@ -226,5 +239,6 @@ class TCNEncoder(keras.layers.Layer):
             "input_pool": self.input_pool,
             "dropout": self.dropout,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "padding": self.padding,
         })
         return config

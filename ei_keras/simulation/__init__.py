@@ -8,4 +8,17 @@ KNOWN_NAMES = ("substrate_mM", "grams_urease_powder", "volume_L", "temperature_C
 # Latent parameters, in the order targets are stored; the nuisance pair is optional.
 LATENT_NAMES = ("activity", "k_d", "tau_probe", "pH_offset")
 
-__all__ = ["CONDITION_NAMES", "KNOWN_NAMES", "LATENT_NAMES", "simulate"]
+# Units and the words a user sees for every known input and latent parameter; the CLI,
+# the report and the dashboard all label with these.
+UNITS = {
+    "substrate_mM": "mM", "grams_urease_powder": "g", "volume_L": "L", "temperature_C": "°C",
+    "initial_pH": "pH", "activity": "", "k_d": "1/s", "tau_probe": "s", "pH_offset": "pH",
+}
+LABELS = {
+    "substrate_mM": "Urea (substrate)", "grams_urease_powder": "Urease powder",
+    "volume_L": "Volume", "temperature_C": "Temperature", "initial_pH": "Initial pH (measured)",
+    "activity": "Activity", "k_d": "Deactivation rate k_d", "tau_probe": "Probe time constant",
+    "pH_offset": "Probe offset",
+}
+
+__all__ = ["CONDITION_NAMES", "KNOWN_NAMES", "LABELS", "LATENT_NAMES", "UNITS", "simulate"]

@@ -55,13 +55,24 @@ class SimulationOptions:
         if isinstance(options, cls):
             return options
         allowed = [f.name for f in fields(cls)]
+        if not hasattr(options, "keys"):
+            raise EiKerasError(f"options must be a mapping with keys from {allowed} (or None); "
+                               f"got {type(options).__name__} {options!r}")
         unknown = sorted(set(options) - set(allowed))
         if unknown:
             raise EiKerasError(f"unknown simulation option(s) {unknown}; allowed: {allowed}")
         resolved = cls(**options)
-        if not (np.isfinite(resolved.initial_co2_uM) and 0 <= resolved.initial_co2_uM <= 1e4):
+        for name in ("temperature_dependent_equilibria", "constant_ph_activity"):
+            if not isinstance(getattr(resolved, name), (bool, np.bool_)):
+                raise EiKerasError(f"option {name} must be true or false; "
+                                   f"got {getattr(resolved, name)!r}")
+        try:
+            co2 = float(resolved.initial_co2_uM)
+        except (TypeError, ValueError):
+            co2 = float("nan")
+        if not (np.isfinite(co2) and 0 <= co2 <= 1e4):
             raise EiKerasError(
-                f"initial_co2_uM must be within 0–10000 µM; got {resolved.initial_co2_uM}")
+                f"initial_co2_uM must be within 0–10000 µM; got {resolved.initial_co2_uM!r}")
         return resolved
 
 

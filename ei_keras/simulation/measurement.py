@@ -5,13 +5,14 @@ fixed internal grid (geometric near t = 0, where the pH jumps, its spacing cappe
 and the response is carried along that grid exactly, assuming the true pH is linear
 between nodes; each reading is then one more exact step from the node before it to the
 reading time, where the true pH is simulated too. A reading therefore depends only on its
-own time, never on which other times were asked for.
+own time, never on which other times were asked for. Times are shared by every case (1-D)
+or given per case (2-D, one NaN-padded row per case); the internal grid is shared either way.
 """
 
 import numpy as np
 
 from ei_keras.errors import EiKerasError
-from ei_keras.simulation.simulator import simulate
+from ei_keras.simulation.simulator import simulate, validate_per_case_times
 
 # Internal grid for the probe response: geometric from FIRST_NODE_S with NODES_PER_DECADE
 # nodes per factor of ten, its spacing capped at MAX_NODE_SPACING_S.
@@ -90,8 +91,12 @@ def probe_grid(t_end):
 
 def _check_times(t):
     t = np.asarray(t, dtype=float)
+    if t.ndim == 2:
+        return validate_per_case_times(t)
     if t.ndim != 1 or t.size == 0:
-        raise EiKerasError(f"t must be a non-empty 1-D array of seconds; got shape {t.shape}")
+        raise EiKerasError(
+            f"t must be a non-empty 1-D array of seconds, or 2-D with one row per case; "
+            f"got shape {t.shape}")
     if not np.all(np.isfinite(t)) or np.any(t < 0) or np.any(np.diff(t) < 0):
         raise EiKerasError("t must be finite, >= 0 and non-decreasing (seconds)")
     return t
@@ -108,18 +113,20 @@ def _per_case(value, n, name, low=-np.inf):
 
 def _step_coefficients(step, rate):
     """decay = e^{-h/tau} and mean_decay = tau/h (1 - decay), the mean of e^{-s/tau} over
-    a step, for step lengths h (m,) and rates 1/tau (n,), as (m, n) arrays.
+    a step, for step lengths h and rates 1/tau broadcast against each other: (m, 1) and
+    (1, n) give (m, n) arrays, (N,) and (N,) one pair per reading.
 
     A case without lag (rate inf) gets decay = mean_decay = 0: it reads the true pH. A step
     of length 0 gets decay = mean_decay = 1: the reading stays put.
     """
     with np.errstate(invalid="ignore", divide="ignore"):
-        steps = np.multiply(step[:, None], rate[None, :])
-        steps[step == 0] = 0.0  # also where 0 * inf gave nan
+        steps = np.multiply(step, rate)
+        zero = np.broadcast_to(step == 0, steps.shape)
+        steps[zero] = 0.0  # also where 0 * inf gave nan
         decayed = np.expm1(np.negative(steps))  # -(1 - decay), accurate for short steps
         np.negative(decayed, out=decayed)
         mean_decay = np.divide(decayed, steps, out=steps)
-    mean_decay[step == 0] = 1.0
+    mean_decay[zero] = 1.0
     return np.subtract(1.0, decayed, out=decayed), mean_decay
 
 
@@ -130,7 +137,7 @@ def _lag_along_grid(grid, pH, rate):
     Over a step from (u0, y0) to u1: y1 = decay*y0 + u1 - decay*u0 - mean_decay*(u1 - u0).
     Time runs along the first axis so that each step touches contiguous rows.
     """
-    decay, mean_decay = _step_coefficients(np.diff(grid), rate)
+    decay, mean_decay = _step_coefficients(np.diff(grid)[:, None], rate[None, :])
     drive = np.subtract(pH[1:], pH[:-1])
     drive *= mean_decay
     np.subtract(pH[1:], drive, out=drive)
@@ -151,7 +158,8 @@ def probe_response(conditions, t, *, tau_probe, options=None):
     conditions : mapping
         Simulator conditions (``initial_pH`` is the true pH0); see :func:`ei_keras.simulate`.
     t : array_like
-        1-D non-decreasing times in seconds, >= 0.
+        1-D non-decreasing times in seconds, >= 0, shared by every case; or 2-D (n, m),
+        one non-decreasing row per case, NaN-padded after its last reading.
     tau_probe : float or array_like
         Probe time constant(s) in seconds, >= 0, scalar or one per case; 0 means no lag.
     options : mapping, optional
@@ -160,13 +168,15 @@ def probe_response(conditions, t, *, tau_probe, options=None):
     Returns
     -------
     true_pH, lagged_pH : ndarray
-        Both (n, len(t)).
+        Both (n, m), m = len(t) or t.shape[1]; NaN where ``t`` is NaN.
     """
     t = _check_times(t)
     if np.all(np.asarray(tau_probe) == 0):  # no lag: the probe reads the true pH
         true_pH = simulate(conditions, t, options=options)
         _per_case(tau_probe, true_pH.shape[0], "tau_probe", low=0.0)
         return true_pH, true_pH.copy()
+    if t.ndim == 2:
+        return _probe_response_per_case(conditions, t, tau_probe, options)
     grid = probe_grid(t[-1])
     times, inverse = np.unique(np.concatenate([grid, t]), return_inverse=True)
     true_all = simulate(conditions, times, options=options).T
@@ -178,10 +188,30 @@ def probe_response(conditions, t, *, tau_probe, options=None):
     lag_grid = _lag_along_grid(grid, true_grid, rate)
     # One exact step from the last grid node at or before each reading time.
     before = np.searchsorted(grid, t, side="right") - 1
-    decay, mean_decay = _step_coefficients(t - grid[before], rate)
+    decay, mean_decay = _step_coefficients((t - grid[before])[:, None], rate[None, :])
     u0, u1 = true_grid[before], true_pH
     lagged = decay * (lag_grid[before] - u0) + u1 - mean_decay * (u1 - u0)
     return true_pH.T, lagged.T
+
+
+def _probe_response_per_case(conditions, t, tau_probe, options):
+    """:func:`probe_response` for (n, m) per-case times: the grid is shared up to the
+    latest reading, and each reading takes one exact step from its case's last node."""
+    cases, columns = np.nonzero(~np.isnan(t))
+    times = t[cases, columns]
+    grid = probe_grid(times.max(initial=0.0))
+    true_grid = np.ascontiguousarray(simulate(conditions, grid, options=options).T)
+    true_pH = simulate(conditions, t, options=options)
+    tau = _per_case(tau_probe, true_pH.shape[0], "tau_probe", low=0.0)
+    with np.errstate(divide="ignore"):
+        rate = 1.0 / tau  # inf where tau = 0: the probe reads the true pH
+    lag_grid = _lag_along_grid(grid, true_grid, rate)
+    before = np.searchsorted(grid, times, side="right") - 1
+    decay, mean_decay = _step_coefficients(times - grid[before], rate[cases])
+    u0, u1 = true_grid[before, cases], true_pH[cases, columns]
+    lagged = np.full_like(true_pH, np.nan)
+    lagged[cases, columns] = decay * (lag_grid[before, cases] - u0) + u1 - mean_decay * (u1 - u0)
+    return true_pH, lagged
 
 
 def add_offset_and_noise(pH, *, pH_offset, noise_std, rng=None, add_noise=True):
@@ -225,7 +255,8 @@ def measure(conditions, t, *, tau_probe, pH_offset, noise_std=0.01, rng=None,
     conditions : mapping
         Simulator conditions; ``initial_pH`` is the *true* pH0.
     t : array_like
-        1-D non-decreasing reading times in seconds, >= 0.
+        1-D non-decreasing reading times in seconds, >= 0; or 2-D (n, m), one row per
+        case, NaN-padded after its last reading (NaN readings out).
     tau_probe : float or array_like
         Probe time constant(s) in seconds (0: no lag).
     pH_offset : float or array_like
@@ -242,7 +273,7 @@ def measure(conditions, t, *, tau_probe, pH_offset, noise_std=0.01, rng=None,
     Returns
     -------
     ndarray
-        (n, len(t)) measured pH.
+        (n, m) measured pH, m = len(t) or t.shape[1].
     """
     _, lagged = probe_response(conditions, t, tau_probe=tau_probe, options=options)
     return add_offset_and_noise(

@@ -100,10 +100,15 @@ def validate_conditions(conditions) -> dict:
 
 
 def validate_times(t) -> np.ndarray:
-    """Return ``t`` as a 1-D float array of finite, non-decreasing seconds >= 0."""
+    """Return ``t`` as a float array of seconds >= 0: 1-D (m,), finite and non-decreasing,
+    shared by every case; or 2-D (n, m), one such row per case, where NaN may pad a row
+    after its last reading (see :func:`validate_per_case_times`)."""
     t = np.asarray(t, dtype=float)
+    if t.ndim == 2:
+        return validate_per_case_times(t)
     if t.ndim != 1:
-        raise EiKerasError(f"t must be a 1-D array of seconds; got shape {t.shape}")
+        raise EiKerasError(
+            f"t must be a 1-D array of seconds, or 2-D with one row per case; got shape {t.shape}")
     if not np.all(np.isfinite(t)):
         raise EiKerasError("t contains NaN or infinite values; give finite seconds")
     if t.size and t.min() < 0:
@@ -116,6 +121,32 @@ def validate_times(t) -> np.ndarray:
     return t
 
 
+def validate_per_case_times(t) -> np.ndarray:
+    """Return ``t`` as a 2-D (n, m) float array: row i holds the reading times of case i,
+    non-decreasing seconds >= 0, NaN only as padding after the row's last reading."""
+    t = np.asarray(t, dtype=float)
+    if t.ndim != 2:
+        raise EiKerasError(f"per-case t must be 2-D (cases, readings); got shape {t.shape}")
+    padding = np.isnan(t)
+    inside = padding[:, :-1] & ~padding[:, 1:]
+    if np.any(inside):
+        row = int(np.flatnonzero(inside.any(axis=1))[0])
+        raise EiKerasError(
+            f"t row {row}: NaN is allowed only as padding after the row's last reading")
+    readings = t[~padding]
+    if np.any(np.isinf(readings)):
+        raise EiKerasError("t contains infinite values; give finite seconds (NaN pads a row)")
+    if readings.size and readings.min() < 0:
+        raise EiKerasError(f"t must be >= 0 seconds; got {readings.min()!r}")
+    backwards = np.diff(t, axis=1) < 0  # False wherever NaN takes part
+    if np.any(backwards):
+        row, index = (int(i[0]) for i in np.nonzero(backwards))
+        raise EiKerasError(
+            f"t row {row} must be non-decreasing; t[{row}, {index + 1}] = "
+            f"{t[row, index + 1]!r} < t[{row}, {index}] = {t[row, index]!r}; sort the times")
+    return t
+
+
 def simulate(conditions, t, *, totals=False, options=None):
     """Simulate the true pH of urease + urea runs at the times ``t``.
 
@@ -125,7 +156,9 @@ def simulate(conditions, t, *, totals=False, options=None):
         ``substrate_mM, grams_urease_powder, volume_L, temperature_C, initial_pH`` (the
         true pH0), ``activity`` and ``k_d`` [1/s]; scalars or 1-D arrays of one length n.
     t : array_like
-        1-D non-decreasing times in seconds (>= 0), shared by every case.
+        1-D non-decreasing times in seconds (>= 0), shared by every case; or 2-D (n, m),
+        one row of non-decreasing times per case, NaN-padded after a row's last time (each
+        case read at its own times; NaN in, NaN out).
     totals : bool
         Also return the totals S (urea), N (total ammonia), C (inorganic carbon) [mol/L].
     options : mapping or SimulationOptions, optional
@@ -133,7 +166,9 @@ def simulate(conditions, t, *, totals=False, options=None):
 
     Returns
     -------
-    ndarray (n, len(t)) of pH, or with ``totals=True`` a dict with ``pH, S, N, C``.
+    ndarray (n, m) of pH, m = len(t) or t.shape[1], or with ``totals=True`` a dict with
+    ``pH, S, N, C``. A value depends only on its own case and time, so a 2-D row gives
+    the same values as that case simulated alone at the row's times (to rounding).
 
     Raises
     ------
@@ -143,9 +178,12 @@ def simulate(conditions, t, *, totals=False, options=None):
     t = validate_times(t)
     options = SimulationOptions.coerce(options)
     n = len(arrays["activity"])
+    if t.ndim == 2 and t.shape[0] != n:
+        raise EiKerasError(
+            f"t has {t.shape[0]} rows but there are {n} cases; give one row of times per case")
     starts = range(0, n, CASES_PER_CHUNK)
 
-    pH = np.empty((n, len(t)))
+    pH = np.empty((n, t.shape[-1]))
     result = {"pH": pH, **({key: np.empty_like(pH) for key in "SNC"} if totals else {})}
 
     def run_chunk(start):
@@ -154,7 +192,8 @@ def simulate(conditions, t, *, totals=False, options=None):
         table = TrajectoryTable.build(
             chunk["substrate_mM"], chunk["temperature_C"], chunk["initial_pH"], options)
         enzyme = chunk["activity"] * chunk["grams_urease_powder"] / chunk["volume_L"]
-        for key, values in table.evaluate(enzyme, chunk["k_d"], t, totals=totals).items():
+        times = t[rows] if t.ndim == 2 else t
+        for key, values in table.evaluate(enzyme, chunk["k_d"], times, totals=totals).items():
             result[key][rows] = values
 
     # Chunks keep the working set in cache; numpy releases the GIL, so threads use the cores.
@@ -229,14 +268,15 @@ class TrajectoryTable:
         tau_slope = along(points.reshape(len(pH0), -1))[2].reshape(points.shape)
         increments = np.sum(tau_slope * points * half * _GAUSS_W, axis=2)
         pH_nodes, extent_nodes, tau_slope_nodes, rate_nodes = along(node_fractions)
-        tau = np.hstack([np.zeros_like(pH0), np.cumsum(increments, axis=1)])
         # d tau / d pH = slope / span; its inverse is the exact Hermite slope d pH / d tau.
         dpH_dtau = np.where(span != 0, span / tau_slope_nodes, 0.0)
+        _hold_unreachable_end(increments, pH_nodes, extent_nodes, dpH_dtau, rate_nodes)
+        tau = np.hstack([np.zeros_like(pH0), np.cumsum(increments, axis=1)])
         static = (span == 0)[:, 0]
         tau[static] = np.arange(tau.shape[1])  # any increasing grid: nothing changes
         rate_nodes[static] = 0.0
         width = np.diff(tau, axis=1)
-        return cls(
+        table = cls(
             tau=tau,
             inverse_width=np.where(width > 0, 1.0 / width, 0.0),
             pH_cubic=_hermite_cubic(pH_nodes, dpH_dtau, width),
@@ -244,22 +284,46 @@ class TrajectoryTable:
             substrate0=substrate0[:, 0],
             carbon0=speciation.carbon0[:, 0],
         )
+        finite = np.isfinite(tau).all(axis=1)
+        for cubic in (*table.pH_cubic, *table.extent_cubic):
+            finite &= np.isfinite(cubic).all(axis=1)
+        if not finite.all():  # never seen in fuzzing; refuse rather than return NaN
+            row = int(np.flatnonzero(~finite)[0])
+            raise EiKerasError(
+                f"the simulator cannot tabulate substrate_mM={substrate0[row, 0] * 1000:g}, "
+                f"temperature_C={temperature[row, 0]:g}, initial_pH={pH0[row, 0]:g} "
+                f"(case {row} of this chunk): the pH change is below round-off")
+        return table
 
     def evaluate(self, enzyme_g_per_L, k_d, t, *, totals=False) -> dict:
         """pH (and with ``totals`` S, N, C [mol/L]) at times ``t`` for these E0 and k_d.
 
-        ``enzyme_g_per_L`` and ``k_d`` are (n,); ``t`` is a sorted 1-D array of seconds.
+        ``enzyme_g_per_L`` and ``k_d`` are (n,); ``t`` is a sorted 1-D array of seconds
+        shared by every case, or (n, m) with one row of seconds per case, where NaN gives
+        NaN. Either way the values are (n, m).
         """
         enzyme = np.asarray(enzyme_g_per_L, dtype=float)
         k_d = np.asarray(k_d, dtype=float)
         t = np.asarray(t, dtype=float)
+        if t.ndim == 2:
+            cases, columns = np.nonzero(~np.isnan(t))
+            interval, s = self._locate_per_case(enzyme, k_d, cases, t[cases, columns])
+            values = {}
+            for key, flat in self._values(interval, s, cases, totals).items():
+                values[key] = np.full(t.shape, np.nan)
+                values[key][cases, columns] = flat
+            return values
         interval, s = self._locate(enzyme, k_d, t)
+        return self._values(interval, s, np.s_[:, None], totals)
+
+    def _values(self, interval, s, cases, totals):
+        """pH (and S, N, C) at flat intervals and positions; ``cases`` indexes the
+        per-case totals to broadcast against them."""
         values = {"pH": _evaluate_cubic(self.pH_cubic, interval, s)}
         if totals:
-            extent = np.clip(_evaluate_cubic(self.extent_cubic, interval, s),
-                             0.0, self.substrate0[:, None])
-            values.update(S=self.substrate0[:, None] - extent, N=2.0 * extent,
-                          C=self.carbon0[:, None] + extent)
+            substrate0 = self.substrate0[cases]
+            extent = np.clip(_evaluate_cubic(self.extent_cubic, interval, s), 0.0, substrate0)
+            values.update(S=substrate0 - extent, N=2.0 * extent, C=self.carbon0[cases] + extent)
         return values
 
     def _locate(self, enzyme, k_d, t):
@@ -279,6 +343,35 @@ class TrajectoryTable:
         s *= np.take(self.inverse_width, interval)
         np.clip(s, 0.0, 1.0, out=s)
         return interval, s
+
+    def _locate_per_case(self, enzyme, k_d, cases, times):
+        """Flat interval index and position s in [0, 1] of readings at ``times`` (N,) of
+        the cases ``cases`` (N,, ascending). As in :meth:`_locate`, the interval is the
+        last node reached by that time in real time, so both give the same values."""
+        n, intervals = self.inverse_width.shape
+        node_t = _unwarped_time(enzyme, k_d, self.tau)
+        bounds = np.searchsorted(cases, np.arange(n + 1))
+        nodes_passed = np.empty(len(times), dtype=np.intp)
+        for case in range(n):
+            part = slice(bounds[case], bounds[case + 1])
+            nodes_passed[part] = np.searchsorted(node_t[case], times[part], side="right")
+        interval = np.clip(nodes_passed, 1, intervals)
+        interval += cases * intervals - 1
+        s = _warped_time_per_reading(enzyme[cases], k_d[cases], times)
+        s -= np.take(self.tau[:, :-1], interval)
+        s *= np.take(self.inverse_width, interval)
+        np.clip(s, 0.0, 1.0, out=s)
+        return interval, s
+
+
+def _warped_time_per_reading(enzyme, k_d, t):
+    """:func:`warped_time` with one (E0, k_d) per reading: all three are (N,)."""
+    tau = t.copy()
+    decaying = k_d > 0
+    rate = k_d[decaying]
+    tau[decaying] = -np.expm1(-rate * t[decaying]) / rate
+    tau *= enzyme
+    return tau
 
 
 def _evaluate_cubic(cubic, interval, s):
@@ -327,6 +420,29 @@ def _node_fractions(speciation, end_pH, span, substrate0):
     knots = (end_pH - KP_KNOTS_PH[None, :]) / np.where(span != 0, span, 1.0)
     knots = np.where((knots < 1.0) & (knots > SMALLEST_FRACTION), knots, 1.0)
     return -np.sort(-np.hstack([nodes, knots]), axis=1)
+
+
+def _hold_unreachable_end(increments, pH_nodes, extent_nodes, dpH_dtau, rate_nodes):
+    """Make the table finite where round-off hides the end point (in place).
+
+    With a trace of urea against a strong buffer or an extreme pH0 (say 1e-5 mM at pH 12.8)
+    the whole pH change is ~1e-6, the extent at the last nodes rounds to all of the urea,
+    the rate there to 0 and the warped time to reach them to inf or NaN. The pH at those
+    nodes equals the end point to round-off, so hold it: from the first bad interval on,
+    the intervals keep the last finite width (any positive width would do) and pH, extent
+    and their slopes stay at the values of the node before.
+    """
+    bad = ~np.isfinite(increments) | (increments < 0)
+    np.copyto(dpH_dtau, 0.0, where=~np.isfinite(dpH_dtau))
+    np.copyto(rate_nodes, 0.0, where=~np.isfinite(rate_nodes))
+    for row in np.flatnonzero(bad.any(axis=1)):
+        first = int(np.argmax(bad[row]))
+        step = increments[row, first - 1] if first > 0 else 1.0
+        increments[row, first:] = step if step > 0 else 1.0
+        pH_nodes[row, first + 1:] = pH_nodes[row, first]
+        extent_nodes[row, first + 1:] = extent_nodes[row, first]
+        dpH_dtau[row, first + 1:] = 0.0
+        rate_nodes[row, first + 1:] = 0.0
 
 
 def _end_point_pH(speciation: Speciation, substrate0, iterations=44):

@@ -1,0 +1,110 @@
+"""The shipped any-format model: its domain guard on the cases users hit, and its accuracy
+on fresh simulated traces of several formats (floors from the README's held-out table)."""
+
+import numpy as np
+import pytest
+
+from ei_keras import EiKerasError, default_model_path, infer
+from ei_keras.simulation.measurement import measure
+from ei_keras.simulation.priors import simulator_conditions
+
+KNOWN = dict(substrate_mM=30.0, grams_urease_powder=0.2, volume_L=0.5, temperature_C=30.0,
+             initial_pH=7.02)
+LATENT = dict(activity=0.05, k_d=1e-3, tau_probe=5.0, pH_offset=0.02)
+
+
+def simulated_trace(t, known=KNOWN, latent=LATENT, seed=0, noise=0.01):
+    """Measured readings of the model's chemistry at ``t`` (independent of the model)."""
+    case = {name: np.array([value]) for name, value in {**known, **latent}.items()}
+    conditions = simulator_conditions(case)
+    return measure(conditions, t, tau_probe=latent["tau_probe"], pH_offset=latent["pH_offset"],
+                   noise_std=noise, rng=np.random.default_rng(seed))[0]
+
+
+@pytest.fixture(scope="module")
+def model():
+    from ei_keras.inference import load_model
+    return load_model(default_model_path())
+
+
+@pytest.mark.parametrize("length, interval", [(10, 1.0), (30, 0.3), (60, 2.0), (300, 1.0),
+                                              (600, 5.0)])
+def test_an_ordinary_trace_of_any_format_is_answered_and_covers_the_truth(
+        model, length, interval):
+    t = np.arange(0, length + 1e-9, interval)
+    result = infer(model, t, simulated_trace(t), KNOWN)
+    assert result["domain"]["ok"], result["domain"]["flags"]
+    activity = result["activity"]
+    assert activity["lo95"][0] <= LATENT["activity"] <= activity["hi95"][0]
+    for name, (low, high) in {"k_d": (0, 5e-3), "tau_probe": (0, 30),
+                              "pH_offset": (-0.1, 0.1)}.items():
+        assert low <= result[name]["lo95"][0] <= result[name]["hi95"][0] <= high
+    np.testing.assert_allclose(result["attention"].sum(), 1.0, atol=1e-5)
+
+
+def test_longer_traces_narrow_the_activity_interval(model):
+    widths = []
+    for length in (10, 60, 600):
+        t = np.arange(0, length + 1e-9, 1.0)
+        activity = infer(model, t, simulated_trace(t), KNOWN)["activity"]
+        widths.append(np.log10(activity["hi90"][0] / activity["lo90"][0]))
+    assert widths[0] > widths[1] > widths[2]
+
+
+def test_a_trace_longer_than_trained_is_cut_and_says_so(model):
+    t = np.arange(0, 900.0, 2.0)
+    result = infer(model, t, simulated_trace(t), KNOWN)
+    assert any("only its first" in flag for flag in result["domain"]["flags"])
+    assert result["attention"][0, t > 600.0 + 1e-6].sum() == 0.0
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"substrate_mM": 500.0}, "substrate_mM = 500"),
+    ({"volume_L": 5.0}, "volume_L = 5"),
+    ({"grams_urease_powder": 5.0}, "grams_urease_powder = 5"),
+    ({"initial_pH": 9.0}, "initial_pH = 9"),
+])
+def test_known_inputs_outside_training_are_refused_or_flagged(model, change, words):
+    t = np.arange(0, 60.0, 1.0)
+    pH = simulated_trace(t)
+    with pytest.raises(EiKerasError, match=words):
+        infer(model, t, pH, {**KNOWN, **change})
+    flagged = infer(model, t, pH, {**KNOWN, **change}, allow_extrapolation=True)["domain"]
+    assert not flagged["ok"] and any(words in flag for flag in flagged["flags"])
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda t: np.full(t.shape, 7.02) + np.random.default_rng(1).normal(0, 0.01, t.shape),
+     "does not look like"),
+    (lambda t: 7.02 - 0.004 * t, "does not look like"),
+])
+def test_traces_unlike_the_chemistry_are_flagged(model, make, words):
+    t = np.arange(0, 120.0, 1.0)
+    domain = infer(model, t, make(t), KNOWN)["domain"]
+    assert not domain["ok"] and any(words in flag for flag in domain["flags"])
+
+
+def test_minutes_read_as_seconds_are_flagged(model):
+    seconds = np.linspace(0, 50.0, 100)
+    minutes = seconds / 60.0  # a trace in minutes, taken as seconds
+    domain = infer(model, minutes, simulated_trace(seconds), KNOWN)["domain"]
+    assert not domain["ok"]
+    assert any("minutes" in flag for flag in domain["flags"])
+
+
+def test_three_readings_over_a_fraction_of_a_second_give_a_wide_interval(model):
+    t = np.array([0.0, 0.3, 0.6])
+    result = infer(model, t, simulated_trace(t), KNOWN)
+    activity = result["activity"]
+    assert activity["hi90"][0] / activity["lo90"][0] > 5.0
+    assert not result["domain"]["ok"]
+
+
+@pytest.mark.parametrize("t, pH, words", [
+    (np.arange(2.0), np.array([7.0, 7.1]), "at least 3"),
+    (np.array([0.0, 2.0, 1.0, 3.0]), np.full(4, 7.1), "increase"),
+    (np.arange(10.0), np.full(10, 2.5), "3–12"),
+])
+def test_bad_traces_get_one_line_errors(model, t, pH, words):
+    with pytest.raises(EiKerasError, match=words):
+        infer(model, t, pH, KNOWN)
