@@ -1,10 +1,13 @@
-"""Single-trace inference time of ``ei_keras.infer`` against least squares, same run.
+"""Single-trace inference time of ``ei_keras.infer`` at several trace lengths, against least
+squares on the same traces, in the same run.
 
-    python benchmarks/bench_inference.py [--model M.keras] [--data TEST.h5] [--traces 20]
+    python benchmarks/bench_inference.py [--model M.keras] [--repeats 20]
 
-Times ``infer`` on one trace at a time (after a warm-up call, model already loaded) and
-``fit_least_squares`` (fitting the parameters the data's measurement model switches on)
-on the same traces; prints medians and the ratio.
+For traces of 3 to 1200 readings (simulated with the package's measurement model), times
+``infer`` on one trace at a time after a warm-up call with the model already loaded:
+the network alone (``check_fit=False``) and with the domain guard's misfit check (one
+simulator call); and ``fit_least_squares`` of all four parameters. Prints medians and the
+ratio least squares / ``infer``.
 """
 
 import argparse
@@ -13,38 +16,51 @@ import time
 import numpy as np
 
 import ei_keras
-from ei_keras.data import load_prefix
 from ei_keras.inference import fit_least_squares, infer, load_model
-from ei_keras.inference.posterior import trained_prefix_length
+from ei_keras.simulation.measurement import measure
+from ei_keras.simulation.priors import simulator_conditions
+
+KNOWN = dict(substrate_mM=30.0, grams_urease_powder=0.2, volume_L=0.5, temperature_C=30.0,
+             initial_pH=7.02)
+LATENT = dict(activity=0.05, k_d=1e-3, tau_probe=5.0, pH_offset=0.02)
+FORMATS = ((3, 2.0), (30, 1.0), (100, 0.3), (300, 1.0), (1200, 0.5))  # readings, interval
+
+
+def trace(n, interval, seed):
+    t = np.arange(n) * interval
+    case = {name: np.array([value]) for name, value in {**KNOWN, **LATENT}.items()}
+    return t, measure(simulator_conditions(case), t, tau_probe=LATENT["tau_probe"],
+                      pH_offset=LATENT["pH_offset"], rng=np.random.default_rng(seed))[0]
+
+
+def median_seconds(call, repeats):
+    call()  # warm-up
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return float(np.median(times))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="default: the shipped model")
-    parser.add_argument("--data", required=True, help="dataset with the model's prefix length")
-    parser.add_argument("--traces", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
-
     model = load_model(args.model or ei_keras.default_model_path())
-    data = load_prefix(args.data, trained_prefix_length(model))
-    switches = data.config["measurement_model"]
-    fit = ["activity", "k_d"] + [name for name, on in (("tau_probe", switches["use_probe_lag"]),
-                                                      ("pH_offset", switches["use_offset"])) if on]
-    known = [dict(zip(data.known_names, row.astype(float))) for row in data.known]
-    infer(model, data.t[0], data.pH[0], known[0])  # warm-up
-
-    network, classical = [], []
-    for row in range(args.traces):
-        started = time.perf_counter()
-        infer(model, data.t[row], data.pH[row], known[row])
-        network.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        fit_least_squares(data.t[row], data.pH[row], known[row], fit=fit)
-        classical.append(time.perf_counter() - started)
-    ours, theirs = np.median(network), np.median(classical)
-    print(f"infer (one trace, {data.pH.shape[1]} readings): {ours * 1e3:.1f} ms median")
-    print(f"least squares ({', '.join(fit)}):  {theirs * 1e3:.0f} ms median")
-    print(f"speed-up: {theirs / ours:.0f}x")
+    fit = ("activity", "k_d", "tau_probe", "pH_offset")
+    print(f"{'readings':>8} {'span':>7} {'network':>10} {'+ guard':>10} {'least sq.':>10} "
+          f"{'ratio':>7}")
+    for n, interval in FORMATS:
+        t, pH = trace(n, interval, seed=n)
+        network = median_seconds(lambda: infer(model, t, pH, KNOWN, check_fit=False),
+                                 args.repeats)
+        guarded = median_seconds(lambda: infer(model, t, pH, KNOWN), args.repeats)
+        classical = median_seconds(lambda: fit_least_squares(t, pH, KNOWN, fit=fit),
+                                   max(3, args.repeats // 5))
+        print(f"{n:>8} {t[-1]:>6g}s {network * 1e3:>8.1f}ms {guarded * 1e3:>8.1f}ms "
+              f"{classical * 1e3:>8.0f}ms {classical / guarded:>6.0f}x")
 
 
 if __name__ == "__main__":

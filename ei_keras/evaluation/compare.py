@@ -15,11 +15,9 @@ from plotly.subplots import make_subplots
 
 from ei_keras.data import load_prefix
 from ei_keras.errors import EiKerasError
-from ei_keras.evaluation.evaluate import decode_dataset
+from ei_keras.evaluation.evaluate import decode_dataset, score_parameter
 from ei_keras.fileio import write_json, write_text
-from ei_keras.evaluation.metrics import posterior_metrics
 from ei_keras.inference.posterior import load_model
-from ei_keras.layers.gaussian_posterior import forward_transform
 from ei_keras.training import train
 
 
@@ -114,8 +112,7 @@ def _test_metrics(model_path, test_data, prefix_length):
     data = load_prefix(test_data, prefix_length)
     decoded, _ = decode_dataset(model, data)
     latent = {name: data.latent[:, j] for j, name in enumerate(data.latent_names)}
-    return {name: posterior_metrics(forward_transform(d["transform"], latent[name]),
-                                    d["loc"], d["scale"]) for name, d in decoded.items()}
+    return {name: score_parameter(latent[name], d) for name, d in decoded.items()}
 
 
 def results_table(results):

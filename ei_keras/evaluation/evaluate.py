@@ -33,6 +33,8 @@ from ei_keras.models import decode_predictions, model_info
 from ei_keras.simulation import KNOWN_NAMES
 
 HORIZONS_S = (300.0, 1000.0, 2000.0)
+# Traces whose attention and per-reading information the report plots.
+INFORMATION_EXAMPLES = 3
 BATCH = 512
 
 
@@ -200,7 +202,7 @@ def evaluate(model_path, data_path, out_dir, *, n_forecast=100, n_baseline=50, n
             truth, decoded, point_truth, point_estimate, prefix_index, interval_index,
             forecast_rows, [(model_median[k] - true_readings[k]) ** 2
                             for k in range(len(forecast_rows))])
-    metrics["attention_information"] = _attention_agreement(
+    metrics["attention_information"], information_examples = _attention_agreement(
         model, data, decoded, attention, known_rows, n_information)
     metrics["seconds_per_trace"] = {
         "model": _single_trace_seconds(model, data, known_rows),
@@ -214,17 +216,18 @@ def evaluate(model_path, data_path, out_dir, *, n_forecast=100, n_baseline=50, n
     from ei_keras.evaluation.report import build_report
     write_text(out_dir / "report.html", build_report(
         metrics, latent=latent, decoded=decoded, fitted=fitted, data=data, attention=attention,
-        grid=grid, fans=fans, true_readings=true_readings))
+        grid=grid, fans=fans, true_readings=true_readings,
+        information_examples=information_examples))
     return metrics
 
 
 def _attention_agreement(model, data, decoded, attention, known_rows, n_traces):
     """Median Spearman correlation, over the first ``n_traces`` traces, between the
     attention on each reading and its Fisher information about each parameter (at the
-    posterior median)."""
+    posterior median); also ``(t, attention, information)`` of the first few traces."""
     domain = model_info(model)["domain"] or {}
     noise = domain.get("noise_std", 0.01) or 0.01
-    rhos = []
+    rhos, examples = [], []
     for row in range(min(n_traces, len(data.pH))):
         valid = np.isfinite(data.t[row]) & np.isfinite(data.pH[row])
         point = {name: float(d["median"][row]) for name, d in decoded.items()}
@@ -233,11 +236,13 @@ def _attention_agreement(model, data, decoded, attention, known_rows, n_traces):
             {name: d["transform"] for name, d in decoded.items()},
             {name: d.get("bounds") for name, d in decoded.items()}, noise)
         rhos.append(attention_agreement(attention[row, valid], information))
+        if len(examples) < INFORMATION_EXAMPLES:
+            examples.append((data.t[row, valid], attention[row, valid], information))
     if not rhos:
-        return {}
+        return {}, examples
     return {"n_traces": len(rhos),
             "median_spearman": {name: float(np.nanmedian([r[name] for r in rhos]))
-                                for name in rhos[0]}}
+                                for name in rhos[0]}}, examples
 
 
 def _forecast_metrics(grid, truth, predicted, predicted_times, threshold):

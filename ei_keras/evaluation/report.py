@@ -135,6 +135,30 @@ def attention_figure(t, attention, rows=60):
     return figure
 
 
+def information_figure(examples, agreement):
+    """Per trace: the attention on each reading beside the Fisher information each reading
+    carries about each parameter, every curve scaled to its own maximum."""
+    figure = make_subplots(rows=1, cols=len(examples),
+                           subplot_titles=[f"trace {i}" for i in range(len(examples))])
+    colours = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2")
+    for col, (t, attention, information) in enumerate(examples, start=1):
+        figure.add_trace(go.Scatter(x=t, y=attention / max(attention.max(), 1e-30),
+                                    name="attention", showlegend=col == 1, mode="lines",
+                                    line=dict(color="#1f77b4", width=3)), row=1, col=col)
+        for colour, (name, info) in zip(colours, information.items()):
+            figure.add_trace(go.Scatter(x=t, y=info / max(info.max(), 1e-30), mode="lines",
+                                        name=f"information: {AXIS_LABELS.get(name, name)}",
+                                        showlegend=col == 1, line=dict(color=colour, dash="dot")),
+                             row=1, col=col)
+        figure.update_xaxes(title_text="t [s]", row=1, col=col)
+    rho = agreement.get("median_spearman", {})
+    figure.update_layout(
+        title="Attention vs what each reading tells (each curve / its maximum); median "
+              "Spearman over traces: " + ", ".join(f"{n} {v:.2f}" for n, v in rho.items()),
+        height=420, yaxis_title="relative weight")
+    return figure
+
+
 def _metrics_table(metrics):
     columns = ["mae", "rmse", "r2", "nll", "crps", "coverage50", "coverage90", "coverage95",
                "z_mean", "z_std", "contraction"]
@@ -158,13 +182,16 @@ def _metrics_table(metrics):
 
 
 def build_report(metrics, *, latent, decoded, fitted, data, attention, grid, fans,
-                 true_readings):
+                 true_readings, information_examples=()):
     """The full HTML page (plotly.js embedded once, so it opens offline)."""
     valid = np.isfinite(data.t[0])
     figures = [recovery_figure(latent, decoded, fitted),
                calibration_figure(metrics["calibration"]),
                forecast_figure(grid, fans, true_readings),
                attention_figure(data.t[0][valid], attention[:, :int(valid.sum())])]
+    if information_examples:
+        figures.append(information_figure(information_examples,
+                                          metrics["attention_information"]))
     body = [figure.to_html(full_html=False, include_plotlyjs="inline" if i == 0 else False)
             for i, figure in enumerate(figures)]
     seconds = metrics["seconds_per_trace"]
