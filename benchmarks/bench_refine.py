@@ -17,7 +17,7 @@ import numpy as np
 import ei_keras
 from ei_keras.inference import fit_least_squares, load_model
 from ei_keras.inference.least_squares import predict_readings
-from ei_keras.inference.refine import refine
+from ei_keras.inference.exact_posterior import refine
 from ei_keras.simulation import KNOWN_NAMES, LATENT_NAMES
 from ei_keras.simulation.priors import sample_priors
 

@@ -6,7 +6,6 @@ are untrained models whose zero-initialised heads output exactly their normalisa
 statistics, so each test sets the network's posterior (the proposal) by hand.
 """
 
-import importlib
 import json
 
 import numpy as np
@@ -15,11 +14,10 @@ import pytest
 import ei_keras
 from ei_keras.inference.least_squares import predict_readings
 from ei_keras.inference.posterior import forecast, infer
-from ei_keras.inference.refine import compare, refine, refined_draws, weighted_quantiles
+from ei_keras.inference.exact_posterior import compare, refine, refined_draws, weighted_quantiles
 from ei_keras.models import build_model, default_normalization
 
-# The module (``ei_keras.inference.refine`` the attribute is the function of that name).
-refine_module = importlib.import_module("ei_keras.inference.refine")
+from ei_keras.inference import exact_posterior as refine_module
 
 KNOWN = {"substrate_mM": 30.0, "grams_urease_powder": 0.2, "volume_L": 0.5,
          "temperature_C": 30.0, "initial_pH": 7.0}
@@ -337,3 +335,35 @@ def test_infer_exact_prints_both_answers_and_the_verdict(tiny_set, tmp_path, cap
     exact = json.loads(out.read_text())["exact"]
     assert exact["verdict"] in ("agrees", "sharper", "wider", "shifted", "unreliable")
     assert exact["activity"]["lo90"] <= exact["activity"]["median"] <= exact["activity"]["hi90"]
+
+
+def test_every_proposal_density_is_normalised_for_its_own_sampler():
+    from scipy.stats import multivariate_t
+
+    prior = refine_module.exact_prior(network(0.0, 1.0), {"use_offset": False})
+    space = refine_module._PriorSpace(prior)
+    assert space.names == ["activity", "k_d", "tau_probe"] and space.fixed == {"pH_offset": 0.0}
+    rng = np.random.default_rng(0)
+    # The network's Gaussians (log10 activity, logit k_d; tau_probe from the prior), mapped
+    # into the prior coordinates through their Jacobians: the mass inside the prior
+    # (E_prior[q / p]) plus the share of draws that fell outside it is 1.
+    decoded = {"activity": {"loc": -2.5, "scale": 0.4, "transform": "log10", "bounds": None},
+               "k_d": {"loc": 0.5, "scale": 0.8, "transform": "logit", "bounds": [0.0, 5e-3]}}
+    proposal = refine_module._Network(space, decoded, 1.5)
+    u = rng.logistic(size=(400_000, 3))
+    inside = np.mean(np.exp(proposal.log_pdf(u) - space.log_prior(u)))
+    outside = np.mean(~np.all(np.isfinite(proposal.sample(rng, 400_000)), axis=1))
+    assert outside > 0.02  # log10 activity 0 is 1.5 widened σ away: some draws leave
+    assert inside + outside == pytest.approx(1.0, abs=0.01)
+    # The adapted proposals against scipy.
+    cov = np.array([[1.0, 0.3, 0.0], [0.3, 0.5, 0.1], [0.0, 0.1, 2.0]])
+    student = refine_module._StudentT(np.array([0.1, -0.2, 0.3]), cov)
+    points = rng.normal(size=(50, 3))
+    np.testing.assert_allclose(
+        student.log_pdf(points),
+        multivariate_t(loc=[0.1, -0.2, 0.3], shape=cov, df=5.0).logpdf(points), rtol=1e-10)
+    gauss = refine_module._StudentT(np.zeros(3), cov, df=np.inf)
+    mixture = refine_module._Mixture([student, gauss])
+    np.testing.assert_allclose(
+        mixture.log_pdf(points),
+        np.log(0.5 * np.exp(student.log_pdf(points)) + 0.5 * np.exp(gauss.log_pdf(points))))

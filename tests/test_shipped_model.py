@@ -75,7 +75,7 @@ def test_known_inputs_outside_training_are_refused_or_flagged(model, change, wor
 
 @pytest.mark.parametrize("make, words", [
     (lambda t: np.full(t.shape, 7.02) + np.random.default_rng(1).normal(0, 0.01, t.shape),
-     "does not look like"),
+     "reaches past the range"),  # flat: less activity than any training run
     (lambda t: 7.02 - 0.004 * t, "does not look like"),
 ])
 def test_traces_unlike_the_chemistry_are_flagged(model, make, words):

@@ -136,7 +136,7 @@ def _print_exact(model, t, pH, known, args):
     """``--exact``: network and exact median + 90 % interval side by side, ESS, verdict and
     the exact forecast's time to threshold; returns the JSON-able exact result."""
     from ei_keras.inference.posterior import forecast_from_draws
-    from ei_keras.inference.refine import refine, refined_draws
+    from ei_keras.inference.exact_posterior import refine, refined_draws
 
     exact = refine(model, t, pH, known, allow_extrapolation=args.allow_extrapolation)
     print(f"exact posterior (importance sampling, ESS {exact['ess']:.0f} of "

@@ -15,11 +15,17 @@ from ei_keras.errors import EiKerasError
 from ei_keras.simulation import KNOWN_NAMES, LATENT_NAMES
 
 PH_RANGE = (3.0, 12.0)
-# Misfit flag: the readings scatter around the posterior median's prediction by more
-# than this many times the training noise (root mean square).
+# Misfit flag: even the best of the posterior's draws (and its median) misses the readings
+# by more than this many times the training noise (root mean square).
 MISFIT_RATIO = 2.5
-# Relative slack on the trained ranges of length, spacing and known inputs.
+MISFIT_DRAWS = 64
+# Relative slack on the trained ranges of known inputs (exact: they are the prior's), and
+# on the trained lengths and spacings (observed in float32 data: 1 %).
 RANGE_SLACK = 1e-6
+FORMAT_SLACK = 1e-2
+# More readings than trained only changes how much noise each bin averages away; flag it
+# only well beyond the trained count.
+READINGS_SLACK = 1.25
 
 
 def training_domain(data):
@@ -53,10 +59,12 @@ def training_domain(data):
     }
 
 
-def _outside(value, bounds):
+def _outside(value, bounds, slack=RANGE_SLACK):
     low, high = bounds
-    slack = RANGE_SLACK * max(abs(low), abs(high), 1.0)
-    return value < low - slack or value > high + slack
+    if slack == FORMAT_SLACK:  # relative to the value's own scale
+        return value < low * (1 - slack) or value > high * (1 + slack)
+    margin = slack * max(abs(low), abs(high), 1.0)
+    return value < low - margin or value > high + margin
 
 
 def _range_text(bounds):
@@ -112,7 +120,7 @@ def check_traces(domain, t, pH, known, *, allow_extrapolation=False):
         report = reports[row]
         report["checked"] += ["pH range", "known inputs", "trace length", "reading interval"]
         valid = np.isfinite(t[row])
-        cut = valid & (t[row] > longest * (1 + RANGE_SLACK))
+        cut = valid & (t[row] > longest * (1 + FORMAT_SLACK))
         if cut.any():
             report["flags"].append(
                 f"the trace runs to {np.nanmax(t[row]):g} s; only its first {longest:g} s "
@@ -127,17 +135,17 @@ def check_traces(domain, t, pH, known, *, allow_extrapolation=False):
                 f"was trained on; give at least 3")
         length = float(times[-1])
         spacing = float((times[-1] - times[0]) / (len(times) - 1))
-        if _outside(length, domain["prefix_length_s"]):
+        if _outside(length, domain["prefix_length_s"], FORMAT_SLACK):
             report["flags"].append(
                 f"the trace spans {length:g} s, outside the lengths the model was trained on "
                 f"({_range_text(domain['prefix_length_s'])} s); if the times are in minutes, "
                 f"say so (CLI: --minutes)")
-        if _outside(spacing, domain["reading_interval_s"]):
+        if _outside(spacing, domain["reading_interval_s"], FORMAT_SLACK):
             report["flags"].append(
                 f"one reading every {spacing:.3g} s is outside the reading intervals the "
                 f"model was trained on ({_range_text(domain['reading_interval_s'])} s)")
         most = domain.get("readings", [0, np.inf])[1]
-        if len(times) > most:
+        if len(times) > READINGS_SLACK * most:
             report["flags"].append(
                 f"{len(times)} readings is more than the model was trained on ({most}); its "
                 f"intervals may be wider than these data allow")
@@ -146,17 +154,21 @@ def check_traces(domain, t, pH, known, *, allow_extrapolation=False):
     return t, pH, reports
 
 
-def misfit_flags(domain, t, pH, predicted, reports):
-    """Flag traces that the posterior median's simulated readings miss by far more than
-    the noise: "this trace does not look like the model's chemistry".
+def misfit_flags(domain, pH, predicted, reports):
+    """Flag traces that no plausible answer explains: "this trace does not look like the
+    model's chemistry".
 
-    ``predicted`` holds the noise-free readings of the posterior median at ``t`` (NaN
-    where ``t`` is padding). Adds ``misfit_rms`` and ``noise_std`` to each report.
+    ``predicted`` is, per trace, a ``(k, m)`` array of noise-free readings simulated for
+    the posterior median and draws of the posterior at the trace's times (NaN where the
+    time is padding). The trace is flagged when even the best of them misses the readings
+    by more than :data:`MISFIT_RATIO` × the training noise (RMS). Adds ``misfit_rms``
+    (that best RMS) and ``noise_std`` to each report.
     """
     noise = float((domain or {}).get("noise_std", 0.01)) or 0.01
     for row, report in enumerate(reports):
-        valid = np.isfinite(pH[row]) & np.isfinite(predicted[row])
-        rms = float(np.sqrt(np.mean((pH[row, valid] - predicted[row, valid]) ** 2)))
+        valid = np.isfinite(pH[row]) & np.all(np.isfinite(predicted[row]), axis=0)
+        residual = predicted[row][:, valid] - pH[row, valid]
+        rms = float(np.sqrt(np.mean(residual**2, axis=1)).min())
         report["checked"].append("fit to the chemistry")
         report["misfit_rms"], report["noise_std"] = rms, noise
         if rms > MISFIT_RATIO * noise:
@@ -164,6 +176,33 @@ def misfit_flags(domain, t, pH, predicted, reports):
                 f"the readings miss the model's best explanation by {rms:.3g} pH (RMS), "
                 f"{rms / noise:.1f}× the noise it was trained on: this trace does not look "
                 f"like the model's chemistry (wrong units, inputs or a different reaction?)")
+    return reports
+
+
+def prior_edge_flags(domain, summaries, transforms, reports):
+    """Flag answers whose 90 % interval reaches past the parameter range the model was
+    trained on (possible for unbounded, e.g. log10, parameters): the trace shows more or
+    less of it than any training run did. Compared with 1 % slack in the parameter's own
+    space (``transforms[name]``: log10 or linear)."""
+    ranges = (domain or {}).get("param_ranges", {})
+    for name, summary in summaries.items():
+        if name not in ranges:
+            continue
+        scale = np.log10 if transforms.get(name) == "log10" else np.asarray
+        low, high = scale(np.asarray(ranges[name], dtype=float))
+        margin = FORMAT_SLACK * (high - low)
+        for row, report in enumerate(reports):
+            lo, hi = summary["lo90"][row], summary["hi90"][row]
+            if scale(lo) < low - margin or scale(hi) > high + margin:
+                report["flags"].append(
+                    f"the {name} interval [{lo:.3g}, {hi:.3g}] reaches past the range the "
+                    f"model was trained on ({_range_text(ranges[name])}): the answer there is "
+                    f"an extrapolation")
+    return reports
+
+
+def finish(reports):
+    """Set ``ok``: no flag was raised."""
     for report in reports:
         report["ok"] = not report["flags"]
     return reports

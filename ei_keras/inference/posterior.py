@@ -13,7 +13,13 @@ from scipy.special import ndtri
 
 from ei_keras.errors import EiKerasError
 from ei_keras.inference.model_file import check_model_archive
-from ei_keras.inference.domain import check_traces, misfit_flags
+from ei_keras.inference.domain import (
+    MISFIT_DRAWS,
+    check_traces,
+    finish,
+    misfit_flags,
+    prior_edge_flags,
+)
 from ei_keras.inference.least_squares import predict_readings, validate_known, validate_trace
 from ei_keras.layers.gaussian_posterior import inverse_transform, physical_moments
 from ei_keras.models import decode_predictions, model_info
@@ -99,14 +105,19 @@ def _batch_inputs(t, pH, known):
             np.stack(columns, axis=1).astype(np.float32))
 
 
-def _median_readings(decoded, t, known_rows):
-    """Noise-free readings of each trace's posterior median at its own (valid) times."""
-    predicted = np.full(t.shape, np.nan)
+def _candidate_readings(decoded, t, known_rows, seed=0):
+    """Per trace, noise-free readings ``(1 + MISFIT_DRAWS, m)`` at its own times of the
+    posterior median and of draws from the posterior (NaN where the time is padding)."""
+    draws = draw_latents(decoded, MISFIT_DRAWS, np.random.default_rng(seed))
+    predicted = []
     for row in range(len(t)):
         valid = np.isfinite(t[row])
-        median = {name: d["median"][row:row + 1] for name, d in decoded.items()}
+        latent = {name: np.concatenate([d["median"][row:row + 1], draws[row][name]])
+                  for name, d in decoded.items()}
         known = dict(zip(KNOWN_NAMES, known_rows[row].astype(float)))
-        predicted[row, valid] = predict_readings(t[row, valid].astype(float), known, median)[0]
+        readings = np.full((MISFIT_DRAWS + 1, t.shape[1]), np.nan)
+        readings[:, valid] = predict_readings(t[row, valid].astype(float), known, latent)
+        predicted.append(readings)
     return predicted
 
 
@@ -132,12 +143,13 @@ def _run(model_or_path, t, pH, known, *, allow_extrapolation=False, check_fit=Tr
     # predict_on_batch: no autograd bookkeeping and none of predict()'s per-call set-up.
     outputs = dict(model.predict_on_batch({"pH": pH, "t": t, "known": known_values}))
     decoded = decode_predictions(model, outputs)
+    summaries = {name: summarize_gaussian(d["loc"], d["scale"], d["transform"], d.get("bounds"))
+                 for name, d in decoded.items()}
+    prior_edge_flags(info["domain"], summaries,
+                     {name: d["transform"] for name, d in decoded.items()}, reports)
     if check_fit:
-        misfit_flags(info["domain"], t, pH, _median_readings(decoded, t, known_values), reports)
-    else:
-        for report in reports:
-            report["ok"] = not report["flags"]
-    outputs["domain"], outputs["t"] = reports, t
+        misfit_flags(info["domain"], pH, _candidate_readings(decoded, t, known_values), reports)
+    outputs["domain"], outputs["t"], outputs["summaries"] = finish(reports), t, summaries
     return decoded, outputs, known_values
 
 
@@ -157,8 +169,9 @@ def infer(model_or_path, t, pH, known, *, allow_extrapolation=False, check_fit=T
         Answer (flagged) when known inputs lie outside the model's training ranges,
         instead of refusing.
     check_fit : bool
-        Simulate the posterior median and flag traces it misses by far more than the
-        noise (one simulator call per trace).
+        Simulate the posterior median and 64 posterior draws and flag traces that even
+        the best of them misses by far more than the noise (one batched simulator call
+        per trace).
 
     Returns
     -------
@@ -176,10 +189,9 @@ def infer(model_or_path, t, pH, known, *, allow_extrapolation=False, check_fit=T
         Fewer than 3 readings, times not increasing, pH outside 3–12, known inputs
         outside the trained ranges (unless ``allow_extrapolation``).
     """
-    decoded, outputs, _ = _run(model_or_path, t, pH, known,
-                               allow_extrapolation=allow_extrapolation, check_fit=check_fit)
-    result = {name: summarize_gaussian(d["loc"], d["scale"], d["transform"], d.get("bounds"))
-              for name, d in decoded.items()}
+    _, outputs, _ = _run(model_or_path, t, pH, known,
+                         allow_extrapolation=allow_extrapolation, check_fit=check_fit)
+    result = dict(outputs["summaries"])
     result["attention"] = np.asarray(outputs["attention"], dtype=float)
     single = np.ndim(pH) == 1
     result["domain"] = outputs["domain"][0] if single else outputs["domain"]
@@ -262,7 +274,7 @@ def forecast(model_or_path, t, pH, known, *, t_max=2000.0, n_times=1001, thresho
     decoded, outputs, known_rows = _run(model_or_path, t, pH, known,
                                         allow_extrapolation=allow_extrapolation)
     if exact:
-        from ei_keras.inference.refine import exact_draws
+        from ei_keras.inference.exact_posterior import exact_draws
         draws = exact_draws(model_or_path, t, pH, known, n_draws, seed=seed, options=options,
                             allow_extrapolation=allow_extrapolation)
     else:

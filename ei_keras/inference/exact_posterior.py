@@ -22,9 +22,9 @@ alone often has few effective draws. While the ESS is below ``TARGET_ESS · n_sa
 (or no draw fits the readings), adapted rounds of ``n_samples`` draws follow, up to
 ``max_rounds`` in all, each again ``prior_fraction`` from the prior and the rest from
 proposals refitted to all weighted draws so far: a Student t (5 dof) with their mean and
-covariance, widened; a mixture of local Laplace approximations at up to 40 draws
-resampled by weight (Gaussians with the inverse Gauss–Newton Hessian there), which follows
-a curved ridge; and, in the first adapted round, the Laplace approximation at the
+covariance, widened; a mixture of local Laplace approximations at the 40 heaviest draws
+(Student t with the inverse Gauss–Newton Hessian there as scale), which follows a curved
+ridge; and, in the first adapted round, the Laplace approximation at the
 posterior mode found by damped Gauss–Newton from the best draw. All rounds are pooled
 with the balance heuristic (every draw is weighted against the mixture of all proposals
 used, as in adaptive multiple importance sampling). Each round is one batched
@@ -56,13 +56,9 @@ PRIOR_FRACTION = 0.15  # share of each round's draws taken from the prior
 TARGET_ESS = 0.2       # adapted rounds run while ESS < TARGET_ESS · n_samples
 MIN_ESS = 100.0        # below this after the last round: "unreliable"
 MAX_ROUNDS = 4         # the network's round, then up to three adapted rounds
-KERNELS = 40           # local Laplace kernels per adapted round (at most)
+KERNELS = 40           # local Laplace kernels per adapted round: at the heaviest draws
 KERNEL_SHARE = 0.5     # their share of an adapted round's non-prior draws
 STUDENT_DF = 5.0       # degrees of freedom of the refitted Student t proposals
-KERNEL_PICK = "resample"
-KERNEL_NEWTON = False
-KERNEL_WIDEN = 1.0
-KERNEL_DF = math.inf
 MISFIT_P = 1e-3        # "unreliable" when the best draw's χ² exceeds its (1 - MISFIT_P) quantile
 WIDTH_RATIO = 1.5      # "wider" / "sharper" beyond this ratio of 90 % interval widths
 SHIFT_SIGMA = 1.0      # "shifted" beyond this many exact σ (and the network's own σ)
@@ -326,53 +322,26 @@ def _laplace(start, space, residuals, *, max_steps=10):
     return u, hessian, chi_u
 
 
-def space_log_prior(u):
-    return np.sum(log_expit(u) + log_expit(-u), axis=1)
-
-
-def _refit(u, weights, ess, widen, rng, residuals, n_kernels=KERNELS):
+def _refit(u, weights, ess, widen, residuals, n_kernels=KERNELS):
     """Two proposals refitted to weighted draws in u: a Student t with their mean and
-    covariance (widened), and a mixture of local Laplace approximations — a Gaussian at
-    each of up to ``n_kernels`` draws resampled by weight, with the inverse of the local
-    Gauss–Newton Hessian as covariance — which follows a curved posterior ridge. With an
-    ESS near 1 the covariance gets the spread of the draws divided by ESS² (a few draws
-    say little about the width)."""
+    covariance (widened), and a mixture of local Laplace approximations — a Student t at
+    each of the ``n_kernels`` heaviest draws, with the inverse of the local Gauss–Newton
+    Hessian as scale — which follows a curved posterior ridge. With an ESS near 1 the
+    covariance gets the spread of the draws divided by ESS² (a few draws say little
+    about the width)."""
     weights = weights / weights.sum()
     mean = weights @ u
     centred = u - mean
     cov = (weights[:, None] * centred).T @ centred
     cov = cov + np.diag(np.var(u, axis=0) / max(ess, 1.0) ** 2 + 1e-10)
-    if KERNEL_PICK == "top":
-        order = np.argsort(weights)[::-1]
-        centres = u[order[:n_kernels]][weights[order[:n_kernels]] > 0]
-    else:
-        k = int(min(n_kernels, max(1, round(ess))))
-        cdf = np.cumsum(weights)
-        picks = np.minimum(np.searchsorted(cdf, (rng.random() + np.arange(k)) / k), len(u) - 1)
-        centres = u[np.unique(picks)]
-    chi, gradient, hessians = _curvature(centres, residuals)
-    if KERNEL_NEWTON:
-        ok = np.all(np.isfinite(hessians.reshape(len(centres), -1)), axis=1) & np.all(
-            np.isfinite(gradient), axis=1)
-        if ok.any():
-            delta = -np.linalg.solve(hessians[ok], gradient[ok][..., None])[..., 0]
-            delta *= np.minimum(1.0, 3.0 / np.maximum(np.max(np.abs(delta), axis=1), 1e-300))[:, None]
-            moved = centres[ok] + delta
-            chi_moved = np.sum(residuals(moved) ** 2, axis=1)
-            before = 0.5 * chi[ok] - space_log_prior(centres[ok])
-            after = 0.5 * chi_moved - space_log_prior(moved)
-            better = np.isfinite(after) & (after < before)
-            if better.any():
-                index = np.flatnonzero(ok)[better]
-                centres = centres.copy()
-                centres[index] = moved[better]
-                _, _, hessians[index] = _curvature(centres[index], residuals)
+    order = np.argsort(weights)[::-1][:n_kernels]
+    centres = u[order[weights[order] > 0]]
+    hessians = _curvature(centres, residuals)[2]
     kernels = []
     for centre, hessian in zip(centres, hessians):
         if np.all(np.isfinite(hessian)):
             try:
-                kernels.append(_StudentT(centre, KERNEL_WIDEN**2 * np.linalg.inv(hessian),
-                                         df=KERNEL_DF))
+                kernels.append(_StudentT(centre, np.linalg.inv(hessian)))
             except np.linalg.LinAlgError:
                 continue
     return _StudentT(mean, widen**2 * cov), (_Mixture(kernels) if kernels else None)
@@ -506,7 +475,8 @@ def refine(model_or_path, t, pH, known, *, n_samples=2000, noise_std=None, seed=
     known : mapping
         The five known inputs (``initial_pH`` as measured), scalars.
     n_samples : int
-        Draws per round (one or two rounds).
+        Draws per round: the network's round, then adapted rounds while the ESS is below
+        ``TARGET_ESS · n_samples`` (up to ``max_rounds`` rounds in all).
     noise_std : float, optional
         σ of the Gaussian reading noise in pH; default: the model's training σ (0.01 for
         a model that does not record it).
@@ -518,6 +488,8 @@ def refine(model_or_path, t, pH, known, *, n_samples=2000, noise_std=None, seed=
         Share of each round's draws taken from the prior (0 ≤ ... < 1).
     min_ess : float
         Effective sample size below which the answer is ``unreliable``.
+    max_rounds : int
+        Most importance-sampling rounds (1: the network's proposal only).
     domain : mapping, optional
         Overrides of the training prior (see :func:`exact_prior`).
     allow_extrapolation : bool
@@ -534,12 +506,15 @@ def refine(model_or_path, t, pH, known, *, n_samples=2000, noise_std=None, seed=
         ``network``: the network's own summaries of the same parameters; ``ess``: the
         effective sample size (Kish) of the final weights; ``verdict`` and ``reason``;
         ``comparison``: per parameter ``verdict, width_ratio, shift_sigma,
-        shift_network_sigma`` (see :func:`compare`); ``diagnostics``; ``draws`` (all four
-        latents, (N,) each) and ``weights`` (N,), normalised, for :func:`refined_draws`.
+        shift_network_sigma`` (see :func:`compare`); ``diagnostics`` (draws, rounds, ESS
+        per round, best χ² and its limit, σ, seconds); ``domain``: the network's domain
+        report; ``draws`` (all four latents, (N,) each) and ``weights`` (N,), normalised,
+        for :func:`refined_draws`. The likelihood uses every reading, also those past the
+        longest trace the network was trained on (which it does not see).
 
     Verdicts
     --------
-    ``unreliable``: ESS < ``min_ess`` after the adapted second round, or even the best
+    ``unreliable``: ESS < ``min_ess`` (100) after the adapted rounds, or even the best
     draw misfits the readings (χ² = Σ residual² / σ² above its 1 − 1e-3 quantile for m
     readings: the trace is not described by the model at this σ, or the proposal missed
     the posterior) — the exact summaries are then not to be trusted. Otherwise per
@@ -620,7 +595,7 @@ def refine(model_or_path, t, pH, known, *, n_samples=2000, noise_std=None, seed=
             best_chi2 = min(best_chi2, mode_chi2)
             if hessian is not None and np.all(np.isfinite(hessian)):
                 others.append(_StudentT(mode, widen**2 * np.linalg.inv(hessian)))
-        student, kernels = _refit(u[valid], weights[valid], ess, widen, rng, residuals)
+        student, kernels = _refit(u[valid], weights[valid], ess, widen, residuals)
         others.append(student)
         rest = 1.0 if kernels is None else 1.0 - KERNEL_SHARE
         shares = [(rest / len(others), q) for q in others]
@@ -678,9 +653,10 @@ def refined_draws(result, n_draws, rng) -> dict:
     """Resample ``n_draws`` equally weighted draws of all four latents from a
     :func:`refine` result (systematic resampling of its weighted draws)."""
     weights = np.asarray(result["weights"], dtype=float)
-    cdf = np.cumsum(weights / weights.sum())
+    cdf = np.cumsum(weights)
+    cdf /= cdf[-1]  # exactly 1 at the end: a draw of weight 0 is never picked
     positions = (rng.random() + np.arange(int(n_draws))) / int(n_draws)
-    index = np.minimum(np.searchsorted(cdf, positions, side="right"), len(cdf) - 1)
+    index = np.searchsorted(cdf, positions, side="right")
     index = rng.permutation(index)
     return {name: np.asarray(result["draws"][name])[index] for name in LATENT_NAMES}
 
