@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from ei_keras.config import resolve_dataset_config
 from ei_keras.data.sizes import check_dataset_fits
 from ei_keras.errors import EiKerasError
-from ei_keras.fileio import exclusive_lock, make_dirs, warn
+from ei_keras.fileio import exclusive_lock, make_dirs, sigterm_as_interrupt, warn
 from ei_keras.simulation import KNOWN_NAMES, LATENT_NAMES
 from ei_keras.simulation.measurement import (
     add_offset_and_noise,
@@ -284,23 +284,6 @@ def _chunk_results(tasks, workers):
         yield pool.imap_unordered(_simulate_chunk, tasks)
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """Turn SIGTERM into KeyboardInterrupt (main thread only) so clean-up code runs."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _default_workers():
     try:
         return len(os.sched_getaffinity(0))
@@ -359,7 +342,7 @@ def generate_dataset(config, path, *, workers=None, progress=True):
         temporary = path.with_name(f"{path.name}.tmp{os.getpid()}-{secrets.token_hex(4)}")
         tasks = _chunk_tasks(config)
         try:
-            with _sigterm_as_interrupt(), h5py.File(temporary, "w-") as handle:
+            with sigterm_as_interrupt(), h5py.File(temporary, "w-") as handle:
                 _create_layout(handle, config)
                 with _chunk_results(tasks, workers) as results, tqdm(
                     total=config["n_samples"], unit="sample", desc="generate",

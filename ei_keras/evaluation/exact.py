@@ -64,7 +64,8 @@ def exact_check(model_or_path, data, n, *, prefix_length=None, n_samples=2000, s
         ``coverage90`` of the truth by the ``network`` and the ``exact`` 90 % intervals;
         with ``forecast``, ``forecast_rmse`` of the ``network`` and ``exact`` median
         forecasts (pH, over 0–``t_max``, reliable traces); and ``traces``, one short record
-        per trace.
+        per trace (with the per-parameter values above for reliable traces, and the
+        squared forecast errors' means ``forecast_mse``), to regroup, e.g. by format.
     """
     model = load_model(model_or_path)
     if isinstance(data, (str, bytes)) or hasattr(data, "__fspath__"):
@@ -104,14 +105,16 @@ def exact_check(model_or_path, data, n, *, prefix_length=None, n_samples=2000, s
             if not reliable:
                 continue
             truth = latent[name][row]
-            entry["std_ratio"].append(float(d["scale"][0]) / exact_sigma
-                                      if exact_sigma > 0 else np.nan)
-            entry["offset_sigma"].append(abs(float(d["loc"][0]) - z(exact["median"]))
-                                         / exact_sigma if exact_sigma > 0 else np.nan)
-            entry["width_ratio90"].append(result["comparison"].get(name, {}).get(
-                "width_ratio", np.nan))
-            entry["covered_network"].append(net["lo90"] <= truth <= net["hi90"])
-            entry["covered_exact"].append(exact["lo90"] <= truth <= exact["hi90"])
+            values = {
+                "std_ratio": float(d["scale"][0]) / exact_sigma if exact_sigma > 0 else np.nan,
+                "offset_sigma": abs(float(d["loc"][0]) - z(exact["median"])) / exact_sigma
+                if exact_sigma > 0 else np.nan,
+                "width_ratio90": result["comparison"].get(name, {}).get("width_ratio", np.nan),
+                "covered_network": bool(net["lo90"] <= truth <= net["hi90"]),
+                "covered_exact": bool(exact["lo90"] <= truth <= exact["hi90"])}
+            for key, value in values.items():
+                entry[key].append(value)
+            records[-1].setdefault("parameters", {})[name] = values
         if forecast and reliable:
             truth_latent = {name: np.array([latent[name][row]]) for name in latent}
             fans["truth"].append(predict_readings(grid, known, truth_latent)[0])
@@ -120,6 +123,9 @@ def exact_check(model_or_path, data, n, *, prefix_length=None, n_samples=2000, s
                                                        threshold=threshold)["median"])
             fans["exact"].append(forecast_from_draws(known, refined_draws(result, n_draws, rng),
                                                      grid, threshold=threshold)["median"])
+            records[-1]["forecast_mse"] = {
+                which: float(np.mean((fans[which][-1] - fans["truth"][-1]) ** 2))
+                for which in ("network", "exact")}
 
     verdicts = [record["verdict"] for record in records]
     report = {

@@ -11,6 +11,22 @@ def positive_float(name, value):
     return value
 
 
+def check_reference_index(value):
+    """A known-input column index (int >= 0) or None; ValueError otherwise."""
+    if value is not None and (not isinstance(value, int) or value < 0):
+        raise ValueError(f"reference_index must be a non-negative int or None; got {value!r}")
+    return value
+
+
+def reading_reference(known, reference_index, ph_center, dtype):
+    """What every reading is measured from: the known input ``reference_index`` per trace
+    ``(batch, 1)`` (the measured initial pH, so the probe offset cancels), or
+    ``ph_center`` when it is None."""
+    if reference_index is None:
+        return ph_center
+    return ops.cast(known[:, reference_index:reference_index + 1], dtype)
+
+
 def squeeze_readings(ph):
     """``(batch, steps, 1)`` readings → ``(batch, steps)``; 2-D input passes through."""
     return ph[..., 0] if len(ph.shape) == 3 else ph
@@ -50,14 +66,10 @@ class PrefixFeatures(keras.layers.Layer):
     def __init__(self, ph_scale=1.0, time_scale=1.0, dt_scale=1.0, reference_index=None,
                  ph_center=0.0, **kwargs):
         super().__init__(**kwargs)
-        if reference_index is not None and (not isinstance(reference_index, int)
-                                            or reference_index < 0):
-            raise ValueError(
-                f"reference_index must be a non-negative int or None; got {reference_index!r}")
         self.ph_scale = positive_float("ph_scale", ph_scale)
         self.time_scale = positive_float("time_scale", time_scale)
         self.dt_scale = positive_float("dt_scale", dt_scale)
-        self.reference_index = reference_index
+        self.reference_index = check_reference_index(reference_index)
         self.ph_center = float(ph_center)
 
     def call(self, inputs):
@@ -65,11 +77,8 @@ class PrefixFeatures(keras.layers.Layer):
         ph = ops.cast(squeeze_readings(ph), self.compute_dtype)
         t = ops.cast(t, self.compute_dtype)
         valid = ops.logical_and(ops.isfinite(ph), ops.isfinite(t))
-        if self.reference_index is None:
-            reference = self.ph_center
-        else:
-            reference = ops.cast(known[:, self.reference_index:self.reference_index + 1],
-                                 self.compute_dtype)
+        reference = reading_reference(known, self.reference_index, self.ph_center,
+                                      self.compute_dtype)
         ph = (ph - reference) / self.ph_scale
         spacing = t[:, 1:] - t[:, :-1]
         dt = ops.concatenate([spacing[:, :1], spacing], axis=1) if t.shape[1] != 1 else t * 0.0

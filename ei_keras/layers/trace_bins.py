@@ -14,7 +14,12 @@ import math
 import keras
 from keras import ops
 
-from ei_keras.layers.prefix_features import positive_float, squeeze_readings
+from ei_keras.layers.prefix_features import (
+    check_reference_index,
+    positive_float,
+    reading_reference,
+    squeeze_readings,
+)
 
 # Channels of every bin, in order.
 BIN_CHANNELS = ("mean pH change", "mean time", "sqrt mean time", "log readings", "occupied")
@@ -81,31 +86,24 @@ class TraceBins(keras.layers.Layer):
     def __init__(self, n_bins=64, ph_scale=1.0, time_scale=1.0, reference_index=None,
                  ph_center=0.0, **kwargs):
         super().__init__(**kwargs)
-        if reference_index is not None and (not isinstance(reference_index, int)
-                                            or reference_index < 0):
-            raise ValueError(
-                f"reference_index must be a non-negative int or None; got {reference_index!r}")
         self.n_bins = _check_bins(n_bins)
         self.ph_scale = positive_float("ph_scale", ph_scale)
         self.time_scale = positive_float("time_scale", time_scale)
-        self.reference_index = reference_index
+        self.reference_index = check_reference_index(reference_index)
         self.ph_center = float(ph_center)
 
     def _counts(self, ph, t):
         ph = ops.cast(squeeze_readings(ph), self.compute_dtype)
         t = ops.cast(t, self.compute_dtype)
         valid, index, _ = reading_bins(ph, t, self.n_bins)
-        weight = ops.cast(valid, self.compute_dtype)
-        return ph, t, valid, index, weight, bin_sums(weight, index, self.n_bins)
+        count = bin_sums(ops.cast(valid, self.compute_dtype), index, self.n_bins)
+        return ph, t, valid, index, count
 
     def call(self, inputs):
         ph, t, known = inputs
-        ph, t, valid, index, weight, count = self._counts(ph, t)
-        if self.reference_index is None:
-            reference = self.ph_center
-        else:
-            column = self.reference_index
-            reference = ops.cast(known[:, column:column + 1], self.compute_dtype)
+        ph, t, valid, index, count = self._counts(ph, t)
+        reference = reading_reference(known, self.reference_index, self.ph_center,
+                                      self.compute_dtype)
         delta = ops.where(valid, (ph - reference) / self.ph_scale, ops.zeros_like(ph))
         time = ops.where(valid, t / self.time_scale, ops.zeros_like(t))
         per_bin = ops.maximum(count, 1.0)
