@@ -46,10 +46,9 @@ from ei_keras.inference import forecast, infer, load_model
 from ei_keras.inference.information import attention_agreement, reading_information
 from ei_keras.inference.least_squares import predict_readings, validate_trace
 from ei_keras.inference.model_file import MAX_ARCHIVE_MB, check_model_archive
-from ei_keras.inference.posterior import draw_latents, forecast_from_draws
 from ei_keras.inference.trace_csv import read_trace_csv
 from ei_keras.layers.gaussian_posterior import forward_transform
-from ei_keras.models import decode_predictions, model_info
+from ei_keras.models import model_info
 from ei_keras.simulation import KNOWN_NAMES, LABELS, LATENT_NAMES, UNITS
 from ei_keras.simulation.measurement import add_offset_and_noise, probe_response
 from ei_keras.simulation.priors import DEFAULT_PARAM_RANGES, sample_priors, simulator_conditions
@@ -483,7 +482,8 @@ def start_generation(config: dict, name: str) -> Path:
 
 
 def generation_job(job_dir) -> dict:
-    """State (running/finished/crashed), progress in [0, 1] and message of a job."""
+    """State (running/finished/crashed), progress in [0, 1], message and, once it ended,
+    ``finished`` (the time its exit status was written) of a job."""
     job_dir = Path(job_dir)
     meta = _read_json(job_dir / "job.json", {}) or {}
     log = read_log(job_dir / "log.txt")
@@ -491,7 +491,8 @@ def generation_job(job_dir) -> dict:
     done, total = (int(matches[-1][0]), int(matches[-1][1])) if matches else (0, 0)
     info = {"dir": str(job_dir), "name": meta.get("name", job_dir.name), "out": meta.get("out"),
             "n_samples": meta.get("n_samples"), "started": meta.get("started"),
-            "progress": done / total if total else 0.0, "done": done, "message": None}
+            "progress": done / total if total else 0.0, "done": done, "message": None,
+            "finished": _mtime(job_dir / "exit_code") or None}
     if _job_alive(job_dir, meta):
         info["state"] = RUNNING
         info["message"] = (f"simulated {done} of {total} samples" if total else
@@ -986,25 +987,6 @@ def _domain_in_words(domain: dict) -> dict:
     return dict(domain, flags=[in_dashboard_words(flag) for flag in domain["flags"]])
 
 
-def _infer(model, trace, allow_extrapolation):
-    """``infer`` on one trace; ``(result, fit_checked)``.
-
-    A model saved before bounded targets can have a posterior median outside what the
-    simulator accepts (a negative k_d), which the package's fit check cannot simulate; it
-    then answers without that check and the report says so. Any other problem (a bad
-    trace, inputs outside the training ranges) raises again from the second call.
-    """
-    args = (model, trace["t"], trace["pH"], trace["known"])
-    try:
-        return infer(*args, allow_extrapolation=allow_extrapolation), True
-    except EiKerasError as error:
-        result = infer(*args, allow_extrapolation=allow_extrapolation, check_fit=False)
-        flag = f"the fit to the chemistry could not be checked ({error})"
-        result["domain"] = dict(result["domain"], ok=False,
-                                flags=[*result["domain"]["flags"], flag])
-        return result, False
-
-
 def analyse_trace(model, trace, *, allow_extrapolation=False) -> dict:
     """Posterior, attention, domain report and per-reading information of one trace.
 
@@ -1012,12 +994,13 @@ def analyse_trace(model, trace, *, allow_extrapolation=False) -> dict:
     ``attention`` (one weight per reading; 0 on readings the model did not use),
     ``domain`` (see ``ei_keras.infer``, flags in the dashboard's words), ``used`` (the
     readings the model read: a trace past its trained maximum is cut by ``infer``),
-    ``fit_checked``, and from :func:`information_about`: ``information``, ``agreement``
+    and from :func:`information_about`: ``information``, ``agreement``
     and ``information_note``. Raises EiKerasError (in the dashboard's words) when the
     package refuses the trace.
     """
     try:
-        result, fit_checked = _infer(model, trace, allow_extrapolation)
+        result = infer(model, trace["t"], trace["pH"], trace["known"],
+                       allow_extrapolation=allow_extrapolation)
     except EiKerasError as error:
         raise EiKerasError(in_dashboard_words(str(error))) from None
     summary = {name: {key: float(values[0]) for key, values in stats.items()}
@@ -1025,8 +1008,7 @@ def analyse_trace(model, trace, *, allow_extrapolation=False) -> dict:
     domain = _domain_in_words(result["domain"])
     used = int(domain.get("readings", len(trace["t"])))
     attention = np.asarray(result["attention"][0], dtype=float)
-    analysis = {"posterior": summary, "attention": attention, "domain": domain, "used": used,
-                "fit_checked": fit_checked}
+    analysis = {"posterior": summary, "attention": attention, "domain": domain, "used": used}
     analysis.update(information_about(model, trace, summary, attention, used))
     return analysis
 
@@ -1059,34 +1041,23 @@ def information_about(model, trace, posterior, attention, used) -> dict:
 
 
 def forecast_trace(model, trace, *, threshold=8.5, t_max=2000.0, n_draws=200, seed=0,
-                   n_times=1001, allow_extrapolation=False, fit_checked=True) -> dict:
-    """Fan chart and time to ``threshold`` of one trace (``ei_keras.forecast``).
-
-    ``fit_checked=False`` (see :func:`analyse_trace`): ``forecast`` would fail on its fit
-    check, so the same fan is built from the package's steps without it.
-    """
-    if fit_checked:
-        try:
-            return forecast(model, trace["t"], trace["pH"], trace["known"], t_max=t_max,
-                            n_times=n_times, threshold=threshold, n_draws=n_draws, seed=seed,
-                            allow_extrapolation=allow_extrapolation)[0]
-        except EiKerasError as error:
-            raise EiKerasError(in_dashboard_words(str(error))) from None
-    inputs = {"pH": np.asarray(trace["pH"], np.float32)[None],
-              "t": np.asarray(trace["t"], np.float32)[None],
-              "known": np.array([[trace["known"][name] for name in KNOWN_NAMES]], np.float32)}
-    decoded = decode_predictions(model, model.predict_on_batch(inputs))
-    draws = draw_latents(decoded, int(n_draws), np.random.default_rng(seed))[0]
-    grid = np.linspace(0.0, float(t_max), int(n_times))
-    return forecast_from_draws(trace["known"], draws, grid, threshold=threshold)
+                   n_times=1001, allow_extrapolation=False) -> dict:
+    """Fan chart and time to ``threshold`` of one trace (``ei_keras.forecast``; the fit
+    to the chemistry was already checked by :func:`analyse_trace`)."""
+    try:
+        return forecast(model, trace["t"], trace["pH"], trace["known"], t_max=t_max,
+                        n_times=n_times, threshold=threshold, n_draws=n_draws, seed=seed,
+                        allow_extrapolation=allow_extrapolation, check_fit=False)[0]
+    except EiKerasError as error:
+        raise EiKerasError(in_dashboard_words(str(error))) from None
 
 
 def evaluate_on_dataset(model, path, option, n_max=300, batch=256, progress=None, *,
                         allow_extrapolation=False) -> dict:
     """Posterior of up to ``n_max`` cases of a dataset against the truth.
 
-    ``option`` is a prefix length or :data:`ANY_FORMAT` (every case its own format; one
-    ``infer`` call per case, as the package's ``infer`` takes no padded batch). Returns
+    ``option`` is a prefix length or :data:`ANY_FORMAT` (every case its own format, the
+    batch NaN-padded as the package's loader returns it). Returns
     per target: ``truth``, ``median``, ``lo90``, ``hi90`` (physical units), ``transform``,
     and ``calibration`` (nominal levels in percent → observed coverage), computed from
     each case's Gaussian in the network's space (log10 for activity, logit over the prior
@@ -1100,17 +1071,11 @@ def evaluate_on_dataset(model, path, option, n_max=300, batch=256, progress=None
     missing = [name for name in targets if name not in truth_columns]
     if missing:
         raise EiKerasError(f"the dataset has no truth for {missing}")
-    if option == ANY_FORMAT:
-        chunks = [[row] for row in range(n)]
-    else:
-        chunks = [list(range(start, min(n, start + batch))) for start in range(0, n, batch)]
+    chunks = [list(range(start, min(n, start + batch))) for start in range(0, n, batch)]
     parts = []
     for rows in chunks:
         known = {name: data.known[rows, j] for j, name in enumerate(data.known_names)}
         t, pH = data.t[rows], data.pH[rows]
-        if option == ANY_FORMAT:  # one case without its NaN padding
-            valid = np.isfinite(t[0]) & np.isfinite(pH[0])
-            t, pH = t[:, valid], pH[:, valid]
         try:
             parts.append(infer(model, t, pH, known, check_fit=False,
                                allow_extrapolation=allow_extrapolation))

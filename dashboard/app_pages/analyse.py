@@ -225,8 +225,7 @@ try:
     with st.spinner(f"Simulating {int(n_draws)} posterior draws to {t_max:g} s…"):
         fc = services.forecast_trace(model, trace, threshold=threshold, t_max=t_max,
                                      n_draws=int(n_draws),
-                                     allow_extrapolation=allow_extrapolation,
-                                     fit_checked=result["fit_checked"])
+                                     allow_extrapolation=allow_extrapolation)
     ttt = fc["time_to_threshold"]
     with st.container(key="analyse_forecast"):
         if ttt["p_reached"] == 0:

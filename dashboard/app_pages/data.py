@@ -212,16 +212,16 @@ def show_jobs():
             if cols[1].button("Dismiss", key=f"data_dismiss_{job['dir']}"):
                 services.dismiss_job(job["dir"])
                 st.rerun()
-        elif job["dir"] in running_before:  # finished since the last look
+        elif job["dir"] in running_before:  # finished since the last look: refresh all
             running_before.discard(job["dir"])
             services.dataset_written(job)
-            st.session_state["data_just_generated"] = (job["name"], time.time())
             st.rerun()
+        elif time.time() - (job["finished"] or 0.0) < 120:  # from the job, not the session:
+            # shown even if the page's refresh above was lost under load
+            st.success(f"Dataset {job['name']} is ready (listed at the top); train on it on "
+                       "the Train page.", icon=":material/check_circle:")
 
 
 any_running = any(job["state"] == services.RUNNING for job in services.generation_jobs())
 st.fragment(show_jobs, run_every=1.0 if any_running else None)()
-generated, when = st.session_state.get("data_just_generated") or (None, 0.0)
-if generated and time.time() - when < 120:  # stays through a few reruns, then goes
-    st.success(f"Dataset {generated} is ready (listed at the top); train on it on the Train "
-               "page.", icon=":material/check_circle:")
+

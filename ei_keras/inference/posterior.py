@@ -71,6 +71,12 @@ def summarize_gaussian(loc, scale, transform, bounds=None) -> dict:
     return summary
 
 
+def _unpadded_length(t, pH):
+    """Readings before the trailing NaN padding (in both t and pH) of one batch row."""
+    padding = ~(np.isfinite(t) | np.isfinite(pH))
+    return len(t) - int(np.argmin(padding[::-1])) if not padding.all() else 0
+
+
 def _batch_inputs(t, pH, known):
     """Validate one trace or a batch; return float32 arrays (n, m), (n, m), (n, 5)."""
     pH = np.asarray(pH, dtype=float)
@@ -82,11 +88,15 @@ def _batch_inputs(t, pH, known):
     t = np.broadcast_to(t, pH.shape) if t.ndim == 1 and t.shape[0] == pH.shape[1] else t
     if t.shape != pH.shape:
         raise EiKerasError(f"t must be (m,) or (n, m) matching pH {pH.shape}; got {t.shape}")
+    single = pH.shape[0] == 1
     for row in range(pH.shape[0]):
+        # A batch may pad shorter traces with NaN after their last reading (as
+        # load_any_format returns them); one trace is taken as it is.
+        length = len(pH[row]) if single else _unpadded_length(t[row], pH[row])
         try:
-            validate_trace(t[row], pH[row])
+            validate_trace(t[row, :length], pH[row, :length])
         except EiKerasError as error:
-            raise EiKerasError(f"trace {row}: {error}") from None
+            raise EiKerasError(error.args[0] if single else f"trace {row}: {error}") from None
     if not hasattr(known, "keys"):
         raise EiKerasError(f"known must be a mapping with keys {list(KNOWN_NAMES)}")
     columns = []
@@ -112,8 +122,9 @@ def _candidate_readings(decoded, t, known_rows, seed=0):
     predicted = []
     for row in range(len(t)):
         valid = np.isfinite(t[row])
-        latent = {name: np.concatenate([d["median"][row:row + 1], draws[row][name]])
-                  for name, d in decoded.items()}
+        latent = {name: np.concatenate([
+            np.clip(d["median"][row:row + 1], *DRAW_LIMITS.get(name, (-np.inf, np.inf))),
+            draws[row][name]]) for name, d in decoded.items()}
         known = dict(zip(KNOWN_NAMES, known_rows[row].astype(float)))
         readings = np.full((MISFIT_DRAWS + 1, t.shape[1]), np.nan)
         readings[:, valid] = predict_readings(t[row, valid].astype(float), known, latent)
@@ -261,7 +272,7 @@ def time_to_threshold(t, readings, threshold):
 
 def forecast(model_or_path, t, pH, known, *, t_max=2000.0, n_times=1001, threshold=8.5,
              n_draws=200, seed=0, options=None, allow_extrapolation=False,
-             exact=False) -> list:
+             check_fit=True, exact=False) -> list:
     """Forecast each trace to ``t_max``: draws from the posterior through the simulator.
 
     Returns one :func:`forecast_from_draws` dict per trace (median and 5–95 % band of the
@@ -269,10 +280,12 @@ def forecast(model_or_path, t, pH, known, *, t_max=2000.0, n_times=1001, thresho
     reach ``threshold``), computed with a ``numpy.random.default_rng(seed)``; each also
     carries the trace's ``domain`` report (see :func:`infer`). With ``exact=True`` the
     draws come from each trace's exact posterior (:func:`ei_keras.refine`, importance
-    sampling; about a second per trace) instead of the network's.
+    sampling; about a second per trace) instead of the network's. ``allow_extrapolation``
+    and ``check_fit`` as in :func:`infer`.
     """
     decoded, outputs, known_rows = _run(model_or_path, t, pH, known,
-                                        allow_extrapolation=allow_extrapolation)
+                                        allow_extrapolation=allow_extrapolation,
+                                        check_fit=check_fit)
     if exact:
         from ei_keras.inference.exact_posterior import exact_draws
         draws = exact_draws(model_or_path, t, pH, known, n_draws, seed=seed, options=options,

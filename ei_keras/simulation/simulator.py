@@ -94,7 +94,7 @@ def validate_conditions(conditions) -> dict:
             shown = np.atleast_1d(value)[index]
             raise EiKerasError(
                 f"{name} must be finite and within [{low:g}, {high:g}]; "
-                f"got {shown!r} at case {index}")
+                f"got {float(shown):g} at case {index}")
         arrays[name] = np.broadcast_to(value, (n,)).astype(float)
     return arrays
 
