@@ -184,6 +184,58 @@ def posterior_figure(posterior, truth=None):
     return _layout(figure, "Posterior of each parameter", height=170 + 135 * len(names))
 
 
+EXACT = "148,103,189"  # the exact posterior's colour; the network's is the posterior's blue
+
+
+def exact_figure(network, exact, truth=None):
+    """Per parameter the network's and the exact 50/90 % intervals and medians, one above
+    the other on a shared axis (log for activity), and the true value when known.
+
+    ``network`` and ``exact`` map each parameter to a summary with ``median, lo50, hi50,
+    lo90, hi90`` (physical units), as ``ei_keras.refine`` returns them.
+    """
+    names = [name for name in exact if name in network]
+    figure = make_subplots(rows=len(names), cols=1, vertical_spacing=0.5 / max(len(names), 1),
+                           subplot_titles=[NAMES.get(n, n) for n in names])
+    rows = (("network", network, 0.5, "31,119,180", "#0b3d6b"),
+            ("exact", exact, -0.5, EXACT, "#4b2d6b"))
+    for row, name in enumerate(names, start=1):
+        for label, summaries, y, rgb, dark in rows:
+            stats = summaries[name]
+            for level, width, alpha in ((90, 10, 0.4), (50, 20, 0.8)):
+                figure.add_trace(go.Scatter(
+                    x=[stats[f"lo{level}"], stats[f"hi{level}"]], y=[y, y], mode="lines",
+                    line=dict(width=width, color=f"rgba({rgb},{alpha})"),
+                    name=f"{label}: {level} % interval", legendgroup=f"{label}{level}",
+                    showlegend=row == 1,
+                    hovertemplate=f"{label} {level} %%: %{{x:.4g}}<extra></extra>"), row, 1)
+            figure.add_trace(go.Scatter(
+                x=[stats["median"]], y=[y], mode="markers",
+                marker=dict(symbol="diamond", size=13, color=dark), name=f"{label}: median",
+                legendgroup=f"{label}median", showlegend=row == 1,
+                hovertemplate=f"{label} median %{{x:.4g}}<extra></extra>"), row, 1)
+        if truth and truth.get(name) is not None:
+            figure.add_trace(go.Scatter(x=[truth[name]], y=[0], mode="markers",
+                                        marker=dict(symbol="star", size=15, color=TRUTH),
+                                        name="truth", legendgroup="truth", showlegend=row == 1,
+                                        hovertemplate="truth %{x:.4g}<extra></extra>"), row, 1)
+        ends = [summaries[name][key] for _, summaries, *_ in rows for key in ("lo90", "hi90")]
+        ends += [truth[name]] if truth and truth.get(name) is not None else []
+        ends = np.asarray([v for v in ends if v is not None and math.isfinite(v)], dtype=float)
+        log = name in LOG_AXES and ends.size > 0 and ends.min() > 0
+        if ends.size:  # both intervals whole, with a margin
+            low, high = (np.log10(ends) if log else ends).min(), \
+                (np.log10(ends) if log else ends).max()
+            pad = 0.06 * (high - low) if high > low else (0.1 if log else 0.1 * abs(high) or 1)
+            figure.update_xaxes(range=[low - pad, high + pad], row=row, col=1)
+        if log:
+            figure.update_xaxes(type="log", dtick=1, exponentformat="power", row=row, col=1)
+        figure.update_yaxes(range=[-1.2, 1.2], tickvals=[0.5, -0.5], zeroline=False,
+                            ticktext=["network", "exact"], showgrid=False, row=row, col=1)
+    return _layout(figure, "Exact posterior beside the network's",
+                   height=190 + 150 * len(names))
+
+
 def forecast_figure(fc, trace):
     """Forecast fan (5–95 %) of the measured pH, the prefix, the truth and the threshold."""
     t = np.asarray(fc["t"], dtype=float)

@@ -42,7 +42,7 @@ from ei_keras.data import (
 )
 from ei_keras.data.generate import ANY_FORMAT_GROUP, reading_grids
 from ei_keras.errors import EiKerasError
-from ei_keras.inference import forecast, infer, load_model
+from ei_keras.inference import forecast, infer, load_model, refine
 from ei_keras.inference.information import attention_agreement, reading_information
 from ei_keras.inference.least_squares import predict_readings, validate_trace
 from ei_keras.inference.model_file import MAX_ARCHIVE_MB, check_model_archive
@@ -1050,6 +1050,45 @@ def forecast_trace(model, trace, *, threshold=8.5, t_max=2000.0, n_draws=200, se
                         allow_extrapolation=allow_extrapolation, check_fit=False)[0]
     except EiKerasError as error:
         raise EiKerasError(in_dashboard_words(str(error))) from None
+
+
+def exact_key(model_path, trace, *, allow_extrapolation=False) -> str:
+    """What an exact check answers for: the model file (path and version), the trace's
+    readings and known inputs, and the extrapolation switch, as one short string."""
+    digest = hashlib.sha256()
+    digest.update(f"{model_path}|{_mtime(model_path)}|{bool(allow_extrapolation)}|".encode())
+    for name in ("t", "pH"):
+        digest.update(np.ascontiguousarray(trace[name], dtype=float).tobytes())
+    digest.update(json.dumps({k: float(v) for k, v in trace["known"].items()},
+                             sort_keys=True).encode())
+    return digest.hexdigest()[:24]
+
+
+def exact_check(model, trace, *, n_samples=2000, seed=0, allow_extrapolation=False) -> dict:
+    """The exact posterior of one trace beside the network's (``ei_keras.refine``).
+
+    Returns per parameter the network infers ``exact`` and ``network`` summaries
+    (``median, mean, std, lo/hi 50/90/95``, physical units), ``comparison`` per parameter,
+    ``ess``, ``n_draws``, ``noise_std`` (the σ of the likelihood), ``seconds``, and
+    ``verdict`` and ``reason`` (in the dashboard's words); the weighted draws are left
+    out. Raises EiKerasError in the dashboard's words when the package refuses the trace
+    or the computation fails.
+    """
+    try:
+        result = refine(model, trace["t"], trace["pH"], trace["known"], n_samples=n_samples,
+                        seed=seed, allow_extrapolation=allow_extrapolation)
+    except EiKerasError as error:
+        raise EiKerasError(in_dashboard_words(str(error))) from None
+    except (ArithmeticError, ValueError) as error:  # numerical (LinAlgError too)
+        raise EiKerasError(f"the exact posterior could not be computed "
+                           f"({type(error).__name__}: {error})") from None
+    diagnostics = result["diagnostics"]
+    return {"exact": {name: result[name] for name in result["network"]},
+            "network": result["network"], "comparison": result["comparison"],
+            "ess": float(result["ess"]), "n_draws": int(diagnostics["n_draws"]),
+            "noise_std": float(diagnostics["noise_std"]),
+            "seconds": float(diagnostics["seconds"]), "verdict": result["verdict"],
+            "reason": in_dashboard_words(result["reason"])}
 
 
 def evaluate_on_dataset(model, path, option, n_max=300, batch=256, progress=None, *,

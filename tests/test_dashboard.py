@@ -437,6 +437,88 @@ def test_upload_limit_is_configured(monkeypatch):
         services.save_upload(b"PK" + b"0" * (1024 * 1024), "big.keras")
 
 
+# The coloured box each verdict of the exact check is shown in.
+VERDICT_BOXES = {"agrees": "success", "sharper": "info", "wider": "info", "shifted": "warning",
+                 "unreliable": "error"}
+
+
+def test_exact_check_shows_verdict_and_ess_once_per_trace(workspace, trained_run, monkeypatch):
+    calls = []
+
+    def refine(*args, **kwargs):  # the package's, counted and with fewer draws (fast)
+        calls.append(1)
+        return services.ei_keras.refine(*args, **dict(kwargs, n_samples=400))
+
+    monkeypatch.setattr(services, "refine", refine)
+    install_trained(workspace, trained_run)
+    at = app("analyse")
+    assert "few seconds" in messages(at.caption)
+    assert "analyse_exact_chart" not in chart_keys(at)
+    at.button(key="analyse_exact_button").click().run()
+    assert_clean(at)
+    assert len(calls) == 1 and "analyse_exact_chart" in chart_keys(at)
+    check = at.session_state["analyse_exact_result"]["result"]
+    assert set(check["exact"]) == set(check["network"]) == {"activity", "k_d"}
+    box = messages(getattr(at, VERDICT_BOXES[check["verdict"]]))
+    assert check["reason"] in box
+    if check["verdict"] == "unreliable":
+        assert "trust neither blindly" in box
+    ess = next(metric for metric in at.metric if metric.label == "ESS")
+    assert ess.value == f"{check['ess']:.0f}"
+    at.run()  # a rerun shows the kept answer without computing it again
+    assert len(calls) == 1 and "analyse_exact_chart" in chart_keys(at)
+    at.number_input(key="analyse_case").set_value(1).run()  # another trace: forgotten
+    assert_clean(at)
+    assert "analyse_exact_result" not in at.session_state
+    assert "analyse_exact_chart" not in chart_keys(at)
+
+
+def test_exact_check_errors_and_verdict_boxes(workspace, trained_run, monkeypatch):
+    install_trained(workspace, trained_run)
+    outcome = {}
+
+    def refine(model, t, pH, known, **kwargs):
+        if "error" in outcome:
+            raise outcome["error"]
+        stats = {"median": 0.05, "mean": 0.05, "std": 0.01, "lo50": 0.045, "hi50": 0.055,
+                 "lo90": 0.035, "hi90": 0.065, "lo95": 0.03, "hi95": 0.07}
+        verdict = outcome["verdict"]
+        return {"activity": stats, "k_d": stats, "network": {"activity": stats, "k_d": stats},
+                "comparison": {name: {"verdict": verdict, "width_ratio": 1.0,
+                                      "shift_sigma": 0.1, "shift_network_sigma": 0.1}
+                               for name in ("activity", "k_d")},
+                "ess": 42.0, "verdict": verdict, "reason": f"the reason for {verdict}",
+                "diagnostics": {"n_draws": 2000, "noise_std": 0.01, "seconds": 0.5}}
+
+    monkeypatch.setattr(services, "refine", refine)
+    at = app("analyse")
+    outcome["error"] = services.EiKerasError(
+        "substrate_mM = 500 is outside the range the model was trained on (1–100). Pass "
+        "allow_extrapolation=True (CLI: --allow-extrapolation) to get it anyway, flagged")
+    at.button(key="analyse_exact_button").click().run()
+    assert_clean(at)
+    error = messages(at.error)
+    assert "Cannot run the exact check: Urea (substrate) = 500 mM is outside" in error
+    assert "Allow extrapolation" in error and "allow_extrapolation" not in error
+    assert "analyse_exact_chart" not in chart_keys(at)
+    assert "analyse_forecast_chart" in chart_keys(at)  # the rest of the page still runs
+    outcome["error"] = np.linalg.LinAlgError("Singular matrix")
+    at.button(key="analyse_exact_button").click().run()
+    assert_clean(at)
+    assert "the exact posterior could not be computed (LinAlgError: Singular matrix)" in \
+        messages(at.error)
+    del outcome["error"]
+    for case, (verdict, kind) in enumerate(VERDICT_BOXES.items(), start=1):
+        outcome["verdict"] = verdict
+        at.number_input(key="analyse_case").set_value(case).run()
+        at.button(key="analyse_exact_button").click().run()
+        assert_clean(at)
+        box = messages(getattr(at, kind))
+        assert f"the reason for {verdict}" in box, (verdict, kind)
+        assert ("trust neither blindly" in box) == (verdict == "unreliable")
+        assert next(m for m in at.metric if m.label == "ESS").value == "42"
+
+
 # ---------------------------------------------------------------------------------------
 # The whole path with real subprocesses
 # ---------------------------------------------------------------------------------------
@@ -542,6 +624,20 @@ def test_figures_build_from_plain_data():
     assert all(max(trace.y) == 1 and len(trace.x) == 8 for trace in lines.values())
     assert len(figure.layout.shapes) == 2  # the unread readings shaded in both panels
     assert len(figures.attention_figure(t, t, attention).data) == 2
+
+
+def test_exact_figure_overlays_both_posteriors():
+    exact = {"activity": {"median": 0.05, "lo50": 0.045, "hi50": 0.055, "lo90": 0.04,
+                          "hi90": 0.06},
+             "k_d": {"median": 1e-3, "lo50": 8e-4, "hi50": 1.2e-3, "lo90": 5e-4, "hi90": 2e-3}}
+    network = {"activity": dict(exact["activity"], lo90=0.01, hi90=0.2), "k_d": exact["k_d"]}
+    figure = figures.exact_figure(network, exact, {"activity": 0.05, "k_d": None})
+    assert figure.layout.xaxis.type == "log" and figure.layout.xaxis2.type != "log"
+    names = {trace.name for trace in figure.data if trace.showlegend}
+    assert names == {f"{who}: {what}" for who in ("network", "exact")
+                     for what in ("50 % interval", "90 % interval", "median")} | {"truth"}
+    wide = next(trace for trace in figure.data if trace.name == "network: 90 % interval")
+    assert tuple(wide.x) == (0.01, 0.2) and wide.xaxis == "x"
 
 
 def test_package_messages_in_dashboard_words():

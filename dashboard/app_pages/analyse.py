@@ -141,6 +141,10 @@ allow_extrapolation = st.checkbox(
     "Allow extrapolation", key="analyse_allow_extrapolation",
     help="Answer even when the known conditions lie outside the ranges the model was trained "
          "on. Such an answer is an extrapolation and is flagged as one.")
+# An exact check answers for one model, trace and switch: forget it when they change.
+exact_key = services.exact_key(model_path, trace, allow_extrapolation=allow_extrapolation)
+if st.session_state.get("analyse_exact_result", {}).get("key") != exact_key:
+    st.session_state.pop("analyse_exact_result", None)
 
 # --------------------------------------------------------------------------------------
 # Domain report, attention beside information, posterior
@@ -207,6 +211,69 @@ st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="analyse_
                             for key in ("median", "mean", "σ", "truth")})
 st.caption("Every value in physical units (unit in brackets); intervals are central "
            "posterior intervals and stay within each parameter's physical range.")
+
+# --------------------------------------------------------------------------------------
+# Exact check of the network's answer
+# --------------------------------------------------------------------------------------
+EXACT_BOXES = {  # verdict → how it is shown
+    "agrees": (st.success, ":material/verified:", "The network agrees with the exact posterior"),
+    "sharper": (st.info, ":material/compress:",
+                "The network is sharper than the exact posterior (overconfident)"),
+    "wider": (st.info, ":material/expand:",
+              "The network is wider than the exact posterior (more cautious than needed)"),
+    "shifted": (st.warning, ":material/warning:",
+                "The network's answer is shifted from the exact posterior"),
+    "unreliable": (st.error, ":material/error:",
+                   "The exact answer could not be computed reliably: trust neither blindly"),
+}
+st.subheader("Exact check")
+st.caption("Computes the exact Bayesian posterior of this trace (the training prior and the "
+           "likelihood of every reading under the simulator and probe model) by importance "
+           "sampling, starting from the network's answer, and says whether the network's "
+           "intervals match it. Takes a few seconds.")
+if st.button("Exact check", key="analyse_exact_button", icon=":material/fact_check:") \
+        and "analyse_exact_result" not in st.session_state:
+    try:
+        with st.spinner("Computing the exact posterior by importance sampling…"):
+            st.session_state["analyse_exact_result"] = {
+                "key": exact_key,
+                "result": services.exact_check(model, trace,
+                                               allow_extrapolation=allow_extrapolation)}
+    except EiKerasError as error:
+        st.error(f"Cannot run the exact check: {error}", icon=":material/error:")
+if "analyse_exact_result" in st.session_state:
+    check = st.session_state["analyse_exact_result"]["result"]
+    show, icon, headline = EXACT_BOXES[check["verdict"]]
+    with st.container(key="analyse_exact"):
+        show(f"**{headline}:** {check['reason']}.", icon=icon)
+        columns = st.columns(3)
+        columns[0].metric("ESS", f"{check['ess']:.0f}",
+                          help="Effective sample size: how many equally weighted draws the "
+                               "weighted draws are worth. Too few, and the exact answer is "
+                               "unreliable.")
+        columns[1].metric("Draws simulated", f"{check['n_draws']:,}")
+        columns[2].metric("Reading noise assumed", f"σ = {check['noise_std']:g} pH",
+                          help="The noise of the likelihood: the noise the model was trained "
+                               "with.")
+        st.plotly_chart(figures.exact_figure(check["network"], check["exact"],
+                                             trace.get("truth")),
+                        key="analyse_exact_chart")
+        st.dataframe(pd.DataFrame([{
+            "parameter": services.label(name),
+            "network median": check["network"][name]["median"],
+            "exact median": check["exact"][name]["median"],
+            "network 90 %": f"{check['network'][name]['lo90']:.4g} – "
+                            f"{check['network'][name]['hi90']:.4g}",
+            "exact 90 %": f"{check['exact'][name]['lo90']:.4g} – "
+                          f"{check['exact'][name]['hi90']:.4g}",
+            "width ratio": c["width_ratio"], "shift [exact σ]": c["shift_sigma"],
+            "verdict": c["verdict"]} for name, c in check["comparison"].items()]),
+            hide_index=True, width="stretch", key="analyse_exact_table",
+            column_config={key: st.column_config.NumberColumn(format="%.3g") for key in (
+                "network median", "exact median", "width ratio", "shift [exact σ]")})
+        st.caption(f"Width ratio: the network's 90 % interval over the exact one (above 1: "
+                   f"wider). Shift: the distance between the medians in exact σ. Computed "
+                   f"in {check['seconds']:.1f} s.")
 
 # --------------------------------------------------------------------------------------
 # Forecast
