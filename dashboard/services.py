@@ -41,6 +41,7 @@ from ei_keras.data import (
     load_trajectories,
 )
 from ei_keras.data.generate import ANY_FORMAT_GROUP, reading_grids
+from ei_keras.data.load import open_dataset
 from ei_keras.errors import EiKerasError
 from ei_keras.inference import forecast, infer, load_model, refine
 from ei_keras.inference.information import attention_agreement, reading_information
@@ -221,7 +222,7 @@ def _mtime(path) -> float:
 def _dataset_info(path: str, mtime: float) -> dict:
     info = {"name": Path(path).stem, "path": path, "size_mb": os.path.getsize(path) / 1e6}
     try:
-        with h5py.File(path, "r") as handle:
+        with open_dataset(path) as handle:  # checks format and, for shards, the manifest
             config = json.loads(handle.attrs["config"])
             info.update(
                 n_samples=int(handle["known"].shape[0]), config=config,
@@ -231,7 +232,7 @@ def _dataset_info(path: str, mtime: float) -> dict:
                                       and "prefix_length" in group.attrs),
                 targets=[str(name) for name in handle["targets"].attrs["names"]],
                 any_format=ANY_FORMAT_GROUP in handle, seed=int(config["seed"]), error=None)
-    except (OSError, KeyError, ValueError) as error:
+    except (OSError, KeyError, ValueError) as error:  # EiKerasError is a ValueError
         info.update(error=f"{Path(path).name} is not a readable ei_keras dataset ({error})",
                     n_samples=0, prefix_lengths=[], targets=[], config={}, seed=None,
                     any_format=False)

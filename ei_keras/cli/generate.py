@@ -4,6 +4,7 @@ import argparse
 
 from ei_keras.config import load_dataset_config, resolve_dataset_config
 from ei_keras.data import describe_dataset, generate_dataset
+from ei_keras.data.shards import EXECUTORS, generate_sharded
 from ei_keras.errors import EiKerasError
 
 # Command-line flag → top-level config key it overrides.
@@ -37,7 +38,8 @@ def add_parser(subparsers):
         "HDF5 file. Flags override the config file; without one, the defaults are used.",
     )
     parser.add_argument("--config", metavar="CONFIG.json", help="dataset config (JSON, partial ok)")
-    parser.add_argument("--out", metavar="FILE.h5", required=True, help="output HDF5 file")
+    parser.add_argument("--out", metavar="FILE.h5", required=True,
+                        help="output HDF5 file; with --shards an output directory")
     parser.add_argument("--n-samples", type=int, help="number of simulated cases")
     parser.add_argument("--seed", type=int, help="random seed (same seed, same data)")
     parser.add_argument("--t-max", type=float, help="end of the full trajectory [s]")
@@ -72,6 +74,16 @@ def add_parser(subparsers):
                          help="probability of dropping each reading but the first (default 0)")
     formats.add_argument("--max-readings", type=int,
                          help="most readings per sample (default 1201); dt is raised to fit")
+    scale = parser.add_argument_group(
+        "scaling out", "write --out DIR as shard files, manifest.json and one dataset.h5 "
+        "(the same arrays as a single file); a rerun keeps the shards already written")
+    scale.add_argument("--shards", type=int, metavar="K",
+                       help="number of shard files (at most one per 1000 samples)")
+    scale.add_argument("--executor", choices=EXECUTORS,
+                       help="who writes the shards: local processes (default) or dask")
+    scale.add_argument("--scheduler", metavar="ADDRESS",
+                       help="Dask scheduler, e.g. tcp://host:8786 (default: a local "
+                       "cluster of --workers processes); its workers must see --out")
     add_run_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -111,5 +123,15 @@ def run(args):
     if args.noise_std is not None:
         config["measurement_model"]["noise_std"] = args.noise_std
     _override_any_format(config["any_format"], args)
-    generate_and_describe(config, args.out, args)
+    if args.shards is None:
+        if args.executor is not None or args.scheduler is not None:
+            flag = "--executor" if args.executor is not None else "--scheduler"
+            raise EiKerasError(f"{flag} needs --shards K (--out is then a directory)")
+        generate_and_describe(config, args.out, args)
+        return 0
+    executor = args.executor or ("dask" if args.scheduler else "local")
+    path = generate_sharded(config, args.out, shards=args.shards, executor=executor,
+                            scheduler=args.scheduler, workers=args.workers,
+                            progress=not args.no_progress)
+    print(describe_dataset(path))
     return 0

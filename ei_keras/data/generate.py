@@ -268,20 +268,23 @@ def _init_worker():
 
 
 @contextlib.contextmanager
-def _chunk_results(tasks, workers):
+def _chunk_results(tasks, workers, function=None):
     """Iterator over chunk results, computed in ``workers`` forked processes.
 
-    Off the main thread (e.g. a web server's thread) forking is unsafe, so there, as for a
-    single worker or chunk, the chunks run in this process.
+    ``function`` (default :func:`_simulate_chunk`) is applied to every task; the sharded
+    generation passes its shard writer. Off the main thread (e.g. a web server's thread)
+    forking is unsafe, so there, as for a single worker or chunk, the chunks run in this
+    process.
     """
+    function = _simulate_chunk if function is None else function
     in_main_thread = threading.current_thread() is threading.main_thread()
     if workers == 1 or len(tasks) == 1 or not in_main_thread:
-        yield map(_simulate_chunk, tasks)
+        yield map(function, tasks)
         return
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
     with context.Pool(min(workers, len(tasks)), initializer=_init_worker) as pool:
-        yield pool.imap_unordered(_simulate_chunk, tasks)
+        yield pool.imap_unordered(function, tasks)
 
 
 def _default_workers():

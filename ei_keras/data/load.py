@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 
 from ei_keras.data.generate import ANY_FORMAT_GROUP, FORMAT_VERSION, TRAJECTORY_GROUP
+from ei_keras.data.shards import MANIFEST_NAME, verify_shards
 from ei_keras.errors import EiKerasError
 
 
@@ -58,7 +59,7 @@ class TrajectoryData:
 
 
 @contextlib.contextmanager
-def _open_dataset(path):
+def open_dataset(path):
     """Open an ei_keras dataset, turning every way it can be wrong into EiKerasError."""
     if not os.path.isfile(path):
         raise EiKerasError(f"dataset {path}: no such file")
@@ -78,6 +79,8 @@ def _open_dataset(path):
                 f"dataset {path}: format version {int(version)} is not supported "
                 f"(this ei_keras reads version {FORMAT_VERSION})"
             )
+        if handle.attrs.get("sharded"):  # virtual datasets read a lost shard as fill values
+            verify_shards(path, json.loads(handle.attrs["config"]))
         try:
             yield handle
         except (KeyError, OSError, ValueError) as error:
@@ -124,7 +127,7 @@ def load_prefix(path, prefix_length):
         If the file is missing, not HDF5, not an ei_keras dataset or corrupt, or has no
         prefix of that length (the message lists the lengths it has).
     """
-    with _open_dataset(path) as handle:
+    with open_dataset(path) as handle:
         groups = _prefix_groups(handle)
         matches = [g for length, g in groups.items() if np.isclose(length, float(prefix_length))]
         if not matches:
@@ -170,7 +173,7 @@ def load_any_format(path):
         If the file is missing, not HDF5, not an ei_keras dataset or corrupt, or has no
         any-format group.
     """
-    with _open_dataset(path) as handle:
+    with open_dataset(path) as handle:
         if ANY_FORMAT_GROUP not in handle:
             raise EiKerasError(
                 f"dataset {path}: no any-format readings (group {ANY_FORMAT_GROUP}/); "
@@ -208,6 +211,16 @@ def _describe_any_format(group):
             f"{settings['sampling']}")
 
 
+def _describe_shards(path):
+    """One summary line of a sharded dataset: its shard files and their total size."""
+    directory = os.path.dirname(os.path.abspath(path))
+    with open(os.path.join(directory, MANIFEST_NAME), encoding="utf-8") as stream:
+        shards = json.load(stream)["shards"]
+    size = sum(entry["bytes"] for entry in shards)
+    return (f"  shards:      {len(shards)} files in {directory} ({size / 1e6:.1f} MB), "
+            f"{MANIFEST_NAME}")
+
+
 def load_trajectories(path):
     """Load the full true and measured trajectories of every case.
 
@@ -225,7 +238,7 @@ def load_trajectories(path):
     EiKerasError
         If the file is missing, not HDF5, not an ei_keras dataset or corrupt.
     """
-    with _open_dataset(path) as handle:
+    with open_dataset(path) as handle:
         group = handle[TRAJECTORY_GROUP]
         return TrajectoryData(
             t=group["t"][...],
@@ -252,7 +265,7 @@ def describe_dataset(path):
     str
         Several lines of text.
     """
-    with _open_dataset(path) as handle:
+    with open_dataset(path) as handle:
         config = json.loads(handle.attrs["config"])
         model = config["measurement_model"]
         known, latent = handle["known"], handle["latent"]
@@ -267,6 +280,7 @@ def describe_dataset(path):
             f"ei_keras dataset {path} (format {FORMAT_VERSION}, "
             f"{os.path.getsize(path) / 1e6:.1f} MB)",
             f"  samples:     {n} (seed {config['seed']})",
+            *([_describe_shards(path)] if handle.attrs.get("sharded") else []),
             f"  prefixes:    {prefixes}",
             *([f"  any format:  {_describe_any_format(handle[ANY_FORMAT_GROUP])}"]
               if ANY_FORMAT_GROUP in handle else []),

@@ -1,4 +1,4 @@
-"""The compact reference model shipped inside the package."""
+"""The reference model shipped inside the package: one model for every trace format."""
 
 from pathlib import Path
 
@@ -8,7 +8,8 @@ _DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "assets" / "default_model
 
 
 def default_model_path() -> Path:
-    """Path of the shipped model (30 s prefixes, improved recipe); raises if it is missing."""
+    """Path of the shipped any-format model (binned architecture: any trace of 3 or more
+    readings, 2–600 s, one reading every 0.1–10 s; all four latents); raises if missing."""
     if not _DEFAULT_MODEL.is_file():
         raise EiKerasError(
             f"the shipped model is missing at {_DEFAULT_MODEL}; reinstall ei_keras or pass "
