@@ -16,6 +16,7 @@ from ei_keras.data.generate import MAX_JITTER, sample_any_format_times
 from ei_keras.simulation import KNOWN_NAMES, LATENT_NAMES
 from ei_keras.simulation.measurement import measure, probe_response
 from ei_keras.simulation.priors import sample_priors, simulator_conditions
+from h5_contents import all_arrays
 
 FORMATS = {"enabled": True, "prefix_length_s": [2.0, 120.0], "max_readings": 150,
            "timing_jitter": 0.3, "drop_fraction": 0.2}
@@ -36,14 +37,6 @@ def noisy_path(tmp_path_factory):
 def noiseless_path(tmp_path_factory):
     return generate_dataset(NOISELESS, tmp_path_factory.mktemp("afc") / "d.h5",
                             progress=False)
-
-
-def all_arrays(path):
-    arrays = {}
-    with h5py.File(path, "r") as handle:
-        handle.visititems(lambda name, item: arrays.__setitem__(name, item[...])
-                          if isinstance(item, h5py.Dataset) else None)
-    return arrays
 
 
 def settings(**changes):

@@ -14,6 +14,7 @@ from ei_keras.config import resolve_dataset_config
 from ei_keras.data import FORMAT_VERSION, describe_dataset
 from ei_keras.simulation import KNOWN_NAMES, LATENT_NAMES
 from ei_keras.simulation.measurement import measure
+from h5_contents import all_arrays
 
 SMALL = {
     "n_samples": 40, "seed": 11, "t_max": 100, "n_times": 21,
@@ -35,14 +36,6 @@ def noisy_path(tmp_path_factory):
 def noiseless_path(tmp_path_factory):
     return generate_dataset(NOISELESS, tmp_path_factory.mktemp("clean") / "d.h5",
                             progress=False)
-
-
-def all_arrays(path):
-    arrays = {}
-    with h5py.File(path, "r") as handle:
-        handle.visititems(lambda name, item: arrays.__setitem__(name, item[...])
-                          if isinstance(item, h5py.Dataset) else None)
-    return arrays
 
 
 def column(data, names, name):
