@@ -22,6 +22,7 @@ from ei_keras import callbacks, layers, losses, optimizers  # noqa: E402
 from ei_keras.models import build_model  # noqa: E402
 from ei_keras.training import train  # noqa: E402
 from ei_keras.inference import (  # noqa: E402
+    LiveInference,
     default_model_path,
     fit_least_squares,
     forecast,
@@ -45,6 +46,7 @@ __all__ = [
     "optimizers",
     "build_model",
     "train",
+    "LiveInference",
     "default_model_path",
     "fit_least_squares",
     "forecast",

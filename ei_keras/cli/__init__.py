@@ -11,7 +11,7 @@ import sys
 
 from ei_keras.errors import EiKerasError
 
-SUBCOMMANDS = ["generate", "demo", "infer", "evaluate", "compare", "train"]
+SUBCOMMANDS = ["generate", "demo", "infer", "evaluate", "compare", "train", "watch"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,7 @@ from ei_keras.fileio import write_json
 from ei_keras.inference.default_model import default_model_path
 from ei_keras.simulation import KNOWN_NAMES, LATENT_NAMES, UNITS
 
-_KNOWN_FLAGS = {"substrate_mM": "--substrate-mM", "grams_urease_powder": "--grams",
+KNOWN_FLAGS = {"substrate_mM": "--substrate-mM", "grams_urease_powder": "--grams",
                 "volume_L": "--volume-L", "temperature_C": "--temperature-C",
                 "initial_pH": "--initial-pH"}
 
@@ -20,21 +20,7 @@ def add_parser(subparsers):
         description="Posterior of activity, k_d (and nuisance parameters) from the first "
         "seconds of a probe trace, with a forecast of when the pH reaches a threshold.")
     parser.add_argument("--model", help="a .keras model (default: the shipped model)")
-    parser.add_argument("--csv", required=True, metavar="TRACE.csv",
-                        help="CSV with a header row naming a time and a pH column")
-    parser.add_argument("--minutes", action="store_true", help="the time column is in minutes")
-    parser.add_argument("--time-column", help="name of the time column (default: detected)")
-    parser.add_argument("--ph-column", help="name of the pH column (default: detected)")
-    parser.add_argument("--known", metavar="JSON",
-                        help="known inputs as JSON, e.g. '{\"substrate_mM\": 30, ...}'")
-    for name, flag in _KNOWN_FLAGS.items():
-        parser.add_argument(flag, dest=name, type=float, help=f"known input {name}")
-    parser.add_argument("--threshold", type=float, default=8.5,
-                        help="forecast the time to reach this measured pH (default 8.5)")
-    parser.add_argument("--t-max", type=float, default=2000.0, help="forecast horizon [s]")
-    parser.add_argument("--allow-extrapolation", action="store_true",
-                        help="answer (flagged) even when known inputs lie outside the ranges "
-                             "the model was trained on")
+    add_trace_arguments(parser)
     parser.add_argument("--exact", action="store_true",
                         help="also compute the exact posterior (importance sampling through the "
                              "simulator, about a second) and print it beside the network's, "
@@ -45,7 +31,27 @@ def add_parser(subparsers):
     parser.set_defaults(func=run)
 
 
-def _known_inputs(args, first_reading):
+def add_trace_arguments(parser):
+    """The flags ``infer`` and ``watch`` share: the CSV and its columns, the known inputs,
+    the threshold, the horizon and the extrapolation switch."""
+    parser.add_argument("--csv", required=True, metavar="TRACE.csv",
+                        help="CSV with a header row naming a time and a pH column")
+    parser.add_argument("--minutes", action="store_true", help="the time column is in minutes")
+    parser.add_argument("--time-column", help="name of the time column (default: detected)")
+    parser.add_argument("--ph-column", help="name of the pH column (default: detected)")
+    parser.add_argument("--known", metavar="JSON",
+                        help="known inputs as JSON, e.g. '{\"substrate_mM\": 30, ...}'")
+    for name, flag in KNOWN_FLAGS.items():
+        parser.add_argument(flag, dest=name, type=float, help=f"known input {name}")
+    parser.add_argument("--threshold", type=float, default=8.5,
+                        help="forecast the time to reach this measured pH (default 8.5)")
+    parser.add_argument("--t-max", type=float, default=2000.0, help="forecast horizon [s]")
+    parser.add_argument("--allow-extrapolation", action="store_true",
+                        help="answer (flagged) even when known inputs lie outside the ranges "
+                             "the model was trained on")
+
+
+def known_inputs(args, first_reading):
     known = json.loads(args.known) if args.known else {}
     if not isinstance(known, dict):
         raise EiKerasError("--known must be a JSON object of the known inputs")
@@ -60,7 +66,7 @@ def _known_inputs(args, first_reading):
     if "initial_pH" not in known:
         known["initial_pH"] = float(first_reading)
         notes.append(f"initial_pH not given: using the first reading, {first_reading:.3f}")
-    missing = [_KNOWN_FLAGS[name] for name in KNOWN_NAMES if name not in known]
+    missing = [KNOWN_FLAGS[name] for name in KNOWN_NAMES if name not in known]
     if missing:
         raise EiKerasError(f"known inputs missing: give {', '.join(missing)} or --known JSON")
     return known, notes
@@ -89,7 +95,7 @@ def run(args):
     try:
         t, pH = read_trace_csv(args.csv, minutes=args.minutes, time_column=args.time_column,
                                ph_column=args.ph_column)
-        known, notes = _known_inputs(args, pH[0])
+        known, notes = known_inputs(args, pH[0])
     except json.JSONDecodeError as error:
         raise EiKerasError(f"--known is not valid JSON ({error})") from None
     model = load_model(args.model or default_model_path())
