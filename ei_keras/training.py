@@ -1,4 +1,5 @@
-"""Train the ei_keras network on one prefix length of a dataset, into a run directory.
+"""Train the ei_keras network on one prefix length of a dataset, or on its any-format
+traces (every length and reading rate), into a run directory.
 
 A run directory holds everything about one run, written as training goes so that a
 dashboard can poll it:
@@ -18,8 +19,9 @@ How these files stay consistent through any interruption, and why one trainer at
 writes them: :mod:`ei_keras.run_directory`.
 
 Presets: ``improved`` (compact architecture, weighted pooling, AdamW weight decay 1e-5,
-global clip norm 5, batch 256, lr 1e-3, 5 warmup epochs, plateau ×0.7 after 10 epochs)
-and ``baseline`` (the old recipe: full-size TCN, average pooling, batch 128, lr 5e-4, no
+global clip norm 5, batch 256, lr 1e-3, 5 warmup epochs, plateau ×0.7 after 10 epochs),
+``anyformat`` (the same recipe on the binned architecture, for ``prefix_length="any"``;
+plateau after 8 epochs) and ``baseline`` (the old recipe: full-size TCN, average pooling, batch 128, lr 5e-4, no
 weight decay, global clip norm 1, no warmup, plateau ×0.5 after 5 epochs).
 """
 
@@ -242,7 +244,7 @@ def _load_data(data, prefix_length):
 
 
 def _length_label(prefix_length):
-    return "any" if prefix_length == ANY_FORMAT else f"{float(prefix_length):g}s"
+    return ANY_FORMAT if prefix_length == ANY_FORMAT else f"{float(prefix_length):g}s"
 
 
 def _stored_length(prefix_length):
