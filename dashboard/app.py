@@ -38,6 +38,8 @@ pages = [
             url_path="train"),
     st.Page("app_pages/analyse.py", title="Analyse", icon=":material/query_stats:",
             url_path="analyse"),
+    st.Page("app_pages/live.py", title="Live", icon=":material/monitor_heart:",
+            url_path="live"),
 ]
 if services.compare_available():
     pages.append(st.Page("app_pages/compare.py", title="Compare", icon=":material/compare:",

@@ -337,3 +337,99 @@ def comparison_figure(results, current=None):
     figure.update_xaxes(title_text="epoch")
     _rate_axis(figure, [v for _, _, rates, _ in series for v in rates], 1, 2)
     return _layout(figure, "Baseline vs improved: training curves", height=480)
+
+
+def _finite(values):
+    """Floats with inf/None as NaN (plotly draws a gap)."""
+    return np.array([v if v is not None and math.isfinite(v) else np.nan
+                     for v in np.asarray(values, dtype=float)])
+
+
+def live_trace_figure(t, pH, forecast=None, attention=None, settled_at=None, trajectory=None):
+    """A live run: the readings so far, the forecast fan ahead of them and the threshold
+    line (top), the attention over the readings (bottom); a dashed line where the answer
+    settled. ``forecast`` as in ``LiveInference.update`` (``t, median, lo, hi,
+    threshold``); ``trajectory`` (``t``, ``pH``) the true measured pH of a simulated run."""
+    figure = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
+                           row_heights=[0.7, 0.3],
+                           subplot_titles=("Readings and forecast", "Attention over the readings"))
+    t, pH = np.asarray(t, dtype=float), np.asarray(pH, dtype=float)
+    if trajectory is not None:
+        figure.add_trace(go.Scatter(x=trajectory["t"], y=trajectory["pH"], mode="lines",
+                                    line=dict(color="#999999", width=1, dash="dot"),
+                                    name="true run"), 1, 1)
+    if forecast is not None and len(t):
+        grid = np.asarray(forecast["t"], dtype=float)
+        ahead = grid >= (t[-1] - (grid[1] - grid[0] if len(grid) > 1 else 0.0))
+        x = grid[ahead]
+        figure.add_trace(go.Scatter(x=x, y=np.asarray(forecast["hi"])[ahead], mode="lines",
+                                    line=dict(width=0), showlegend=False, hoverinfo="skip"),
+                         1, 1)
+        figure.add_trace(go.Scatter(x=x, y=np.asarray(forecast["lo"])[ahead], mode="lines",
+                                    line=dict(width=0), fill="tonexty", fillcolor=BAND,
+                                    name="forecast 90 % band"), 1, 1)
+        figure.add_trace(go.Scatter(x=x, y=np.asarray(forecast["median"])[ahead],
+                                    mode="lines", line=dict(color=COLORS[0], dash="dash"),
+                                    name="forecast median"), 1, 1)
+        figure.add_hline(y=float(forecast["threshold"]), line=dict(color=TRUTH, dash="dot"),
+                         annotation_text=f"pH {float(forecast['threshold']):g}", row=1, col=1)
+    figure.add_trace(go.Scatter(x=t, y=pH, mode="markers", marker=dict(size=4, color="black"),
+                                name="readings"), 1, 1)
+    if attention is not None and len(attention) == len(t):
+        figure.add_trace(go.Scatter(x=t, y=np.asarray(attention, dtype=float), mode="lines",
+                                    line=dict(color=COLORS[2]), fill="tozeroy",
+                                    name="attention"), 2, 1)
+    if settled_at is not None:
+        for row in (1, 2):
+            figure.add_vline(x=float(settled_at), line=dict(color=COLORS[2], dash="dash"),
+                             row=row, col=1)
+    figure.update_xaxes(title_text="time [s]", row=2, col=1)
+    figure.update_yaxes(title_text="measured pH", row=1, col=1)
+    figure.update_yaxes(title_text="weight", row=2, col=1)
+    title = "The run so far" + (f" — settled at t = {settled_at:g} s"
+                                if settled_at is not None else "")
+    return _layout(figure, title, height=560)
+
+
+def live_funnel_figure(history, threshold=8.5, truth=None, settled_at=None, t_max=None):
+    """The answer against elapsed time: activity, k_d and the time to the threshold, each
+    median with its 90 % band (``LiveInference.history_table()``); the funnel narrows as
+    readings arrive. A time "not reached by ``t_max``" is drawn at ``t_max`` (as the settle
+    rule counts it); without ``t_max``, it is left open (a gap)."""
+    rows = [("activity", "activity_lo90", "activity_hi90", "activity_median"),
+            ("k_d [1/s]", "k_d_lo90", "k_d_hi90", "k_d_median"),
+            (f"time to pH {threshold:g} [s]", "time_to_threshold_lo", "time_to_threshold_hi",
+             "time_to_threshold_median")]
+    figure = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.07,
+                           subplot_titles=[row[0] for row in rows])
+    elapsed = np.asarray(history.get("elapsed_s", []), dtype=float)
+    for i, (title, lo, hi, median) in enumerate(rows, start=1):
+        if lo not in history:
+            continue
+        first = i == 1
+        if i == 3 and t_max is not None:
+            history = dict(history, **{key: np.minimum(np.asarray(history[key], dtype=float),
+                                                       t_max) for key in (lo, hi, median)})
+        figure.add_trace(go.Scatter(x=elapsed, y=_finite(history[hi]), mode="lines",
+                                    line=dict(width=0), showlegend=False, hoverinfo="skip"),
+                         i, 1)
+        figure.add_trace(go.Scatter(x=elapsed, y=_finite(history[lo]), mode="lines",
+                                    line=dict(width=0), fill="tonexty", fillcolor=BAND,
+                                    name="90 % interval", legendgroup="band",
+                                    showlegend=first), i, 1)
+        figure.add_trace(go.Scatter(x=elapsed, y=_finite(history[median]), mode="lines",
+                                    line=dict(color=COLORS[0]), name="median",
+                                    legendgroup="median", showlegend=first), i, 1)
+        name = title.split(" ")[0]
+        if truth and truth.get(name) is not None:
+            figure.add_hline(y=float(truth[name]), line=dict(color=TRUTH, dash="dot"),
+                             row=i, col=1)
+    figure.update_yaxes(type="log", row=1, col=1)
+    if settled_at is not None:
+        figure.add_vline(x=float(settled_at), line=dict(color=COLORS[2], dash="dash"),
+                         row="all", col=1)
+    figure.update_xaxes(title_text="elapsed time of the run [s]", row=3, col=1)
+    title = "The answer as the run goes on (90 % intervals)"
+    if settled_at is not None:
+        title += f" — settled at t = {settled_at:g} s"
+    return _layout(figure, title, height=700)

@@ -656,3 +656,155 @@ def test_package_messages_in_dashboard_words():
     assert services.dataset_formats(dataset, fixed) == [30.0, 10.0, services.ANY_FORMAT, 60.0]
     assert services.dataset_formats(dataset, dict(fixed, any_format=True))[0] == services.ANY_FORMAT
     assert services.simulation_defaults(fixed) == (30.0, 30 / 99)
+
+
+# ---------------------------------------------------------------------------------------
+# Live page (the shipped any-format model; AppTest reruns the page, so each run is a tick)
+# ---------------------------------------------------------------------------------------
+
+@pytest.fixture
+def live_workspace(tmp_path, monkeypatch):
+    """An empty workspace with the shipped model available, fresh caches."""
+    if services.default_model() is None:
+        pytest.skip("this ei_keras has no shipped model")
+    root = tmp_path / "workspace"
+    monkeypatch.setenv(services.WORKSPACE_ENV, str(root))
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    return root
+
+
+def live_state(at):
+    return at.session_state["live_run"]
+
+
+def live_tick(at, pause=0.3):
+    time.sleep(pause)
+    at.run()
+    assert_clean(at)
+    return live_state(at)
+
+
+def test_live_replay_grows_the_funnel_and_pause_stops_it(live_workspace):
+    at = app("live")
+    assert_clean(at)
+    assert [title.value for title in at.title] == ["Live"]
+    assert "press **Start**" in messages(at.info)
+    at.slider(key="live_speed").set_value(20).run()
+    at.button(key="live_start").click().run()
+    assert_clean(at)
+    assert not at.error, messages(at.error)
+    sizes = []
+    for _ in range(3):
+        sizes.append(len(live_tick(at, 0.5)["live"].history))
+    assert sizes[0] >= 1 and sizes[-1] > sizes[0]  # one update per tick: the funnel grows
+    assert {"live_trace_chart", "live_funnel_chart"} <= chart_keys(at)
+    assert "Running" in messages(at.markdown)
+
+    at.button(key="live_pause").click().run()
+    state = live_state(at)
+    assert state["paused"] and at.button(key="live_pause").disabled
+    held = (state["live"].n_readings, len(state["live"].history))
+    for _ in range(2):
+        state = live_tick(at, 0.7)
+        assert (state["live"].n_readings, len(state["live"].history)) == held
+    assert "Paused" in messages(at.markdown)
+
+    at.button(key="live_resume").click().run()
+    state = live_tick(at, 0.7)
+    assert not state["paused"] and state["live"].n_readings > held[0]
+
+    at.button(key="live_restart").click().run()
+    assert_clean(at)
+    assert live_state(at)["live"].n_readings < held[0]
+
+
+def test_live_replay_runs_to_its_settled_point(live_workspace):
+    at = app("live")
+    at.slider(key="live_speed").set_value(100).run()
+    at.button(key="live_start").click().run()
+    deadline = time.monotonic() + 90
+    while not live_state(at)["done"]:
+        assert time.monotonic() < deadline, "the replay did not finish in 90 s"
+        live_tick(at, 0.2)
+    state = live_state(at)
+    assert state["live"].n_readings == 301  # 300 s at one reading a second, all fed
+    assert len(state["live"].history) >= 3  # one update per tick, a few readings each
+    settled_at = state["result"]["settled_at"]
+    assert settled_at is not None and 60 <= settled_at <= 300
+    assert f"Settled at t = {settled_at:g} s" in messages(at.success)
+    table = state["live"].history_table()
+    width = table["activity_hi90"] / table["activity_lo90"]
+    assert width[-1] < width[0]  # the funnel narrowed
+    assert at.button(key="live_resume").disabled and at.button(key="live_pause").disabled
+
+
+def test_live_random_prior_draw_and_dataset_trace(live_workspace):
+    at = app("live")
+    at.toggle(key="live_sim_random").set_value(True).run()
+    assert "Drawn:" in messages(at.caption)
+    at.number_input(key="live_sim_length").set_value(60.0).run()
+    at.slider(key="live_speed").set_value(100).run()
+    at.button(key="live_start").click().run()
+    assert_clean(at)
+    while not live_state(at)["done"]:
+        live_tick(at, 0.3)
+    assert live_state(at)["live"].n_readings == 61
+
+    at.segmented_control(key="live_source").set_value("From a dataset").run()
+    assert_clean(at)
+    at.button(key="live_start").click().run()
+    state = live_tick(at, 0.5)
+    assert state["settings"]["trace"]["source"].startswith(services.DEMO_NAME)
+    assert state["live"].n_readings >= 3 and state["result"] is not None
+
+
+def test_live_follows_a_growing_csv(live_workspace, tmp_path):
+    log = tmp_path / "logger.csv"
+    at = app("live")
+    at.segmented_control(key="live_source").set_value("Follow a growing CSV file").run()
+    assert at.button(key="live_start").disabled  # no path yet
+    at.text_input(key="live_follow_path").set_value(str(log)).run()
+    at.button(key="live_start").click().run()
+    assert_clean(at)
+    assert "Waiting for the file" in messages(at.info)
+
+    trace = services.simulated_trace(services.prior_midpoints(), services.prior_midpoints(),
+                                     120.0, 1.0)
+    rows = [f"{t:g},{pH:.4f}\n" for t, pH in zip(trace["t"], trace["pH"])]
+    log.write_text("time_s,pH\n" + "".join(rows[:40]) + "oops,line\n" + rows[40][:3])
+    state = live_tick(at)
+    assert state["live"].n_readings == 40 and len(state["live"].history) == 1
+    assert "line 42 skipped" in messages(at.caption)
+    with log.open("a") as handle:  # the partial line completed, and more
+        handle.write(rows[40][3:] + "".join(rows[41:80]))
+    state = live_tick(at)
+    assert state["live"].n_readings == 80 and len(state["live"].history) == 2
+    assert {"live_trace_chart", "live_funnel_chart"} <= chart_keys(at)
+
+    log.write_text("time_s,pH\n" + "".join(rows[:10]))  # a new run in the same file
+    state = live_tick(at)
+    assert state["live"].n_readings == 10
+    assert "starting over" in messages(at.caption)
+
+
+def test_live_figures_build_from_plain_data():
+    t = np.arange(0.0, 30.0)
+    grid = np.linspace(0, 100, 21)
+    fan = {"t": grid, "median": 7 + grid / 50, "lo": 7 + grid / 60, "hi": 7 + grid / 40,
+           "threshold": 8.5}
+    figure = figures.live_trace_figure(t, 7 + t / 50, fan, np.full(30, 1 / 30), settled_at=20.0)
+    names = {trace.name for trace in figure.data}
+    assert {"readings", "forecast median", "forecast 90 % band", "attention"} <= names
+    assert min(next(tr for tr in figure.data if tr.name == "forecast median").x) >= 25
+    assert "settled at t = 20 s" in figure.layout.title.text
+    history = {"elapsed_s": np.array([10.0, 20.0]), "activity_lo90": np.array([0.01, 0.02]),
+               "activity_hi90": np.array([0.1, 0.05]), "activity_median": np.array([0.03] * 2),
+               "k_d_lo90": np.zeros(2), "k_d_hi90": np.ones(2), "k_d_median": np.ones(2) / 2,
+               "time_to_threshold_lo": np.array([100.0, 120.0]),
+               "time_to_threshold_hi": np.array([np.inf, 300.0]),
+               "time_to_threshold_median": np.array([500.0, 200.0])}
+    figure = figures.live_funnel_figure(history, 8.5, {"activity": 0.03, "k_d": 0.5}, 20.0)
+    assert figure.layout.yaxis.type == "log"
+    hi = [tr for tr in figure.data if tr.yaxis == "y3"][0].y
+    assert np.isnan(hi[0]) and hi[1] == 300.0  # "not reached" is a gap, not infinity
