@@ -5,72 +5,29 @@ Analyse (attention and uncertainty figures), waiting for specific elements, and 
 screenshot of each step in ``test-artifacts/``.
 """
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-
 import pytest
+from browser_app import (
+    BROWSER_MARKS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    screenshot,
+    streamlit_server,
+    wait_idle,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-SERVER_START_S = 120
 LONG_MS = 300_000  # generous: the CI machine has two shared cores
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                       reason=f"{CHROMIUM} is missing (apt-get install chromium); CI installs it"),
-]
-
-
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture
 def server(tmp_path):
-    """A headless streamlit server on a free port with an empty workspace; its base URL."""
-    port = _free_port()
-    env = dict(os.environ, EI_KERAS_WORKSPACE=str(tmp_path / "workspace"),
-               PYTHONUNBUFFERED="1")
-    log = open(tmp_path / "server.log", "wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
-         "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + SERVER_START_S
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            log.close()
-            output = (tmp_path / "server.log").read_text(errors="replace")[-3000:]
-            process.kill()
-            pytest.fail(f"streamlit did not start:\n{output}")
-        time.sleep(0.5)
-    yield url
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-    log.close()
+    with streamlit_server(tmp_path) as url:
+        yield url
+
+
+def _idle(page, timeout=LONG_MS):
+    wait_idle(page, timeout)
 
 
 def _commit(page, label, value):
@@ -79,20 +36,6 @@ def _commit(page, label, value):
     field.fill(str(value))
     field.press("Enter")
     _idle(page)
-
-
-def _idle(page, timeout=LONG_MS):
-    """Wait until the app is not running a script (the status widget disappears)."""
-    time.sleep(0.4)
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidgetRunningIcon\"]')",
-        timeout=timeout)
-
-
-def _shot(page, name):
-    ARTIFACTS.mkdir(exist_ok=True)
-    time.sleep(1.0)  # let plotly finish drawing
-    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
 
 
 def test_generate_train_analyse_in_chromium(server):
@@ -108,14 +51,14 @@ def test_generate_train_analyse_in_chromium(server):
             page.get_by_role("heading", name="Datasets in the workspace").wait_for()
             page.locator(".stPlotlyChart .js-plotly-plot").first.wait_for()
             _idle(page)
-            _shot(page, "01-data-first-open.png")
+            screenshot(page, "01-data-first-open.png")
 
             # A model does not exist yet: Analyse says how to get one (or shows the shipped one).
             page.get_by_role("link", name="Analyse").click()
             page.get_by_role("heading", name="Model").wait_for()
             page.get_by_text("No trained model yet").or_(
                 page.locator(".st-key-analyse_attention .js-plotly-plot")).first.wait_for()
-            _shot(page, "02-analyse-before-training.png")
+            screenshot(page, "02-analyse-before-training.png")
 
             # Data: generate a tiny dataset.
             page.get_by_role("link", name="Data").click()
@@ -128,9 +71,9 @@ def test_generate_train_analyse_in_chromium(server):
             _commit(page, "Prefix lengths [s]", "10")
             page.get_by_role("button", name="Generate").click()
             page.get_by_text("Generating").first.wait_for()
-            _shot(page, "03-data-generating.png")
+            screenshot(page, "03-data-generating.png")
             page.get_by_text("Dataset tiny is ready").wait_for()
-            _shot(page, "04-data-generated.png")
+            screenshot(page, "04-data-generated.png")
 
             # Train: a 2-epoch run on it, waited for.
             page.get_by_role("link", name="Train").click()
@@ -144,11 +87,11 @@ def test_generate_train_analyse_in_chromium(server):
             _commit(page, "Batch size", 32)
             page.get_by_role("button", name="Start training").click()
             page.locator(".st-key-train_run_panel").get_by_text("running").first.wait_for()
-            _shot(page, "05-train-running.png")
+            screenshot(page, "05-train-running.png")
             page.get_by_text("Finished. Best val_loss").wait_for()
             page.locator(".stPlotlyChart .js-plotly-plot").first.wait_for()
             _idle(page)
-            _shot(page, "06-train-finished.png")
+            screenshot(page, "06-train-finished.png")
 
             # Analyse: the run's model on a dataset case: attention, posterior, uncertainty.
             page.get_by_role("link", name="Analyse").click()
@@ -161,6 +104,6 @@ def test_generate_train_analyse_in_chromium(server):
             assert page.get_by_text("Traceback").count() == 0
             _idle(page)
             page.set_viewport_size({"width": 1400, "height": 3600})  # the page scrolls inside
-            _shot(page, "07-analyse.png")
+            screenshot(page, "07-analyse.png")
         finally:
             browser.close()
