@@ -332,15 +332,16 @@ def test_watch_replay_plays_a_finished_csv(model_path, tmp_path):
     write_readings(csv, t, simulated_trace(t))
     done = subprocess.run(
         [sys.executable, "-m", "ei_keras.cli", "watch", "--model", str(model_path), "--csv",
-         str(csv), "--log", str(log), "--replay", "30", *KNOWN_FLAGS],
+         str(csv), "--log", str(log), "--replay", "5", *KNOWN_FLAGS],
         capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     records = strict_lines(log)
     updates = [r for r in records if r["event"] == "update"]
     assert updates[-1]["n_readings"] == 30 and records[-1]["event"] == "summary"
     assert records[-1]["reason"].startswith("replayed")
-    assert records[-1]["wall_time"] - records[0]["wall_time"] > 29 / 30  # paced
-    assert len(updates) >= 5  # not all at once
+    assert records[-1]["wall_time"] - records[0]["wall_time"] > 29 / 5  # paced
+    # not all at once (the first updates may take a second or two to compile under jax)
+    assert len(updates) >= 3
     assert sum(1 for line in done.stdout.splitlines() if "activity" in line) >= len(updates)
 
 
