@@ -41,6 +41,7 @@ from ei_keras.layers import (
     WeightedTemporalPooling,
 )
 from ei_keras.layers.gaussian_posterior import forward_transform
+from ei_keras.losses import LOG_VAR_MAX, LOG_VAR_MIN
 from ei_keras.simulation import KNOWN_NAMES
 from ei_keras.simulation.priors import DEFAULT_PARAM_RANGES
 
@@ -186,7 +187,7 @@ def fit_normalization(t, pH, known, targets, known_names=KNOWN_NAMES,
 def build_model(normalization=None, *, filters=(32, 48, 64), kernel_size=3, dilations=(1, 2, 4),
                 pool_sizes=(1, 2, 2), input_pool=1, dropout=0.0, known_units=(32,),
                 head_units=(64,), pooling="weighted", attention_units=None, early_bias=1.0,
-                early_bias_decay=0.2, log_var_min=-13.8, log_var_max=10.0,
+                early_bias_decay=0.2, log_var_min=LOG_VAR_MIN, log_var_max=LOG_VAR_MAX,
                 encoding="readings", n_bins=64, padding="causal", name="ei_keras_posterior"):
     """Build the (uncompiled) network; the defaults are the ``"compact"`` architecture.
 

@@ -41,7 +41,7 @@ from ei_keras.callbacks import HistoryLogger, LinearWarmup, PlateauAfterWarmup, 
 from ei_keras import run_directory as rundir
 from ei_keras.errors import EiKerasError
 from ei_keras.fileio import make_dirs, sigterm_as_interrupt, write_json
-from ei_keras.losses import RegularizedGaussianNLL
+from ei_keras.losses import LOG_VAR_MAX, LOG_VAR_MIN, RegularizedGaussianNLL
 from ei_keras.models import (
     ARCHITECTURES,
     architecture_kwargs,
@@ -134,8 +134,8 @@ class TrainConfig:
     plateau_min_delta: float = 1e-4
     min_lr: float = 1e-6
     early_stopping_patience: int = 25
-    log_var_min: float = -13.8
-    log_var_max: float = 10.0
+    log_var_min: float = LOG_VAR_MIN
+    log_var_max: float = LOG_VAR_MAX
     target_variance: float = 0.1
     variance_weight: float = 0.01
     val_fraction: float = 0.1

@@ -18,6 +18,7 @@ from ei_keras.layers import (
     WeightedTemporalPooling,
 )
 from ei_keras.layers.gaussian_posterior import inverse_transform
+from ei_keras.losses import LOG_VAR_MIN
 
 pytestmark = pytest.mark.backend
 
@@ -222,7 +223,8 @@ def test_gaussian_posterior_encodes_and_decodes_physical_units():
     assert abs(draws.std() / decoded["activity"]["std"][1] - 1) < 1e-2
     # The decoder clamps the log-variance as the loss does.
     wild = layer.decode(np.array([[0.0, 0.0, -50.0, 50.0]]))
-    np.testing.assert_allclose(wild["activity"]["scale"], 0.8 * np.exp(-2.3), rtol=1e-6)
+    np.testing.assert_allclose(wild["activity"]["scale"], 0.8 * np.exp(LOG_VAR_MIN / 2),
+                               rtol=1e-6)
     np.testing.assert_allclose(wild["k_d"]["scale"], 1e-3 * np.exp(5.0), rtol=1e-6)
     assert roundtrip(layer).transforms == ["log10", "identity"]
     with pytest.raises(ValueError, match="transforms"):

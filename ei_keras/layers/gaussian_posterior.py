@@ -7,6 +7,8 @@ import numpy as np
 from keras import ops
 from scipy.special import expit
 
+from ei_keras.losses import LOG_VAR_MAX, LOG_VAR_MIN
+
 TRANSFORMS = ("identity", "log10", "logit")
 # A bounded value is encoded at least this fraction of its range inside the bounds, so a
 # target drawn exactly on a bound (k_d = 0) has a finite logit.
@@ -108,8 +110,9 @@ class GaussianPosterior(keras.layers.Layer):
         ``(batch, 2 p)``.
     """
 
-    def __init__(self, target_names, transforms=None, loc=None, scale=None, log_var_min=-4.6,
-                 log_var_max=10.0, bounds=None, domain=None, **kwargs):
+    def __init__(self, target_names, transforms=None, loc=None, scale=None,
+                 log_var_min=LOG_VAR_MIN, log_var_max=LOG_VAR_MAX, bounds=None, domain=None,
+                 **kwargs):
         super().__init__(**kwargs)
         names = [str(n) for n in target_names]
         p = len(names)
