@@ -9,8 +9,7 @@ import pytest
 
 import ei_keras
 from ei_keras.cli import main
-from ei_keras.data import load_prefix
-from ei_keras.models import build_model, fit_normalization
+from tiny_test_set import tiny_test_set
 
 
 def cli(*args):
@@ -21,14 +20,7 @@ def cli(*args):
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     folder = tmp_path_factory.mktemp("eval")
-    data = ei_keras.generate_dataset(
-        {"n_samples": 24, "seed": 11, "prefix_lengths": [30], "n_times": 101,
-         "measurement_model": {"use_probe_lag": False, "use_offset": False}},
-        folder / "test.h5", progress=False, workers=1)
-    prefix = load_prefix(data, 30)
-    model = build_model(fit_normalization(prefix.t, prefix.pH, prefix.known, prefix.targets))
-    model.save(folder / "model.keras")
-    return folder, data, prefix
+    return (folder, *tiny_test_set(folder, 24, 11))
 
 
 def test_evaluate_writes_metrics_and_report(tiny):

@@ -18,6 +18,7 @@ from ei_keras.inference.exact_posterior import compare, refine, refined_draws, w
 from ei_keras.models import build_model, default_normalization
 
 from ei_keras.inference import exact_posterior as refine_module
+from tiny_test_set import tiny_test_set
 
 KNOWN = {"substrate_mM": 30.0, "grams_urease_powder": 0.2, "volume_L": 0.5,
          "temperature_C": 30.0, "initial_pH": 7.0}
@@ -287,18 +288,8 @@ def test_refine_on_the_shipped_model_reports_both_answers():
 
 @pytest.fixture(scope="module")
 def tiny_set(tmp_path_factory):
-    from ei_keras.data import load_prefix
-    from ei_keras.models import fit_normalization
-
     folder = tmp_path_factory.mktemp("exact")
-    data = ei_keras.generate_dataset(
-        {"n_samples": 6, "seed": 21, "prefix_lengths": [30], "n_times": 101,
-         "measurement_model": {"use_probe_lag": False, "use_offset": False}},
-        folder / "test.h5", progress=False, workers=1)
-    prefix = load_prefix(data, 30)
-    model = build_model(fit_normalization(prefix.t, prefix.pH, prefix.known, prefix.targets))
-    model.save(folder / "model.keras")
-    return folder, data, prefix
+    return (folder, *tiny_test_set(folder, 6, 21))
 
 
 def test_evaluate_exact_writes_the_comparison(tiny_set):
