@@ -36,12 +36,12 @@ def score(model_path, data):
 
     model = keras.saving.load_model(model_path, compile=False)
     posterior = model.get_layer("posterior")
-    z_true = posterior.encode(data.targets)
+    z_true = posterior.codec.encode(data.targets)
     out = model.predict({"pH": data.pH, "t": data.t, "known": data.known}, batch_size=512,
                         verbose=0)["posterior"]
     p = z_true.shape[1]
     mean = out[:, :p]
-    log_var = np.clip(out[:, p:], posterior.log_var_min, posterior.log_var_max)
+    log_var = np.clip(out[:, p:], posterior.codec.log_var_min, posterior.codec.log_var_max)
     sigma = np.exp(0.5 * log_var)
     z = (z_true - mean) / sigma
     result = {}
@@ -53,7 +53,7 @@ def score(model_path, data):
                                    + 0.5 * z[:, j] ** 2))
         row["rmse"] = float(np.sqrt(np.mean((z_true[:, j] - mean[:, j]) ** 2)))
         row["mean_sigma"] = float(np.mean(sigma[:, j]))
-        row["at_floor"] = float(np.mean(out[:, p + j] <= posterior.log_var_min))
+        row["at_floor"] = float(np.mean(out[:, p + j] <= posterior.codec.log_var_min))
         result[name] = row
     return result
 

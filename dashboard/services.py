@@ -48,7 +48,7 @@ from ei_keras.inference.information import attention_agreement, reading_informat
 from ei_keras.inference.least_squares import predict_readings, validate_trace
 from ei_keras.inference.model_file import MAX_ARCHIVE_MB, check_model_archive
 from ei_keras.inference.trace_csv import read_trace_csv
-from ei_keras.layers.gaussian_posterior import forward_transform
+from ei_keras.targets import forward_transform
 from ei_keras.models import model_info
 from ei_keras.simulation import KNOWN_NAMES, LABELS, LATENT_NAMES, UNITS
 from ei_keras.simulation.measurement import add_offset_and_noise, probe_response

@@ -5,13 +5,9 @@ import math
 import keras
 from keras import ops
 
+from ei_keras.targets import LOG_VAR_MAX, LOG_VAR_MIN
+
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-# The default log-variance clamp of the loss, the network's output layer and training:
-# σ ≥ 0.001 of a standardised target, so an interval can shrink to what the data allow
-# (the exact posterior of an informative trace is up to 50× narrower than the prior);
-# the upper clamp only guards against overflow.
-LOG_VAR_MIN = -13.8
-LOG_VAR_MAX = 10.0
 
 
 def _check_arguments(log_var_min, log_var_max, target_variance, variance_weight):

@@ -18,7 +18,8 @@ ReadingAttention spreads the weights of its downsampled steps.
 
 All statistics (pH, time and known-input scaling; target transforms and standardisation)
 live in layer configs, so a saved ``.keras`` file maps raw readings to physical units on
-its own: :func:`decode_predictions` reads them back from the model.
+its own: :func:`decode_predictions` reads them back with the model's target codec
+(:mod:`ei_keras.targets`).
 """
 
 import math
@@ -40,8 +41,7 @@ from ei_keras.layers import (
     TraceFormat,
     WeightedTemporalPooling,
 )
-from ei_keras.layers.gaussian_posterior import forward_transform
-from ei_keras.losses import LOG_VAR_MAX, LOG_VAR_MIN
+from ei_keras.targets import LOG_VAR_MAX, LOG_VAR_MIN, forward_transform
 from ei_keras.simulation import KNOWN_NAMES
 from ei_keras.simulation.priors import DEFAULT_PARAM_RANGES
 
@@ -315,7 +315,7 @@ def save_model(model, path):
 
 
 def posterior_layer(model):
-    """The model's :class:`GaussianPosterior` layer (holds target names and transforms)."""
+    """The model's :class:`GaussianPosterior` layer (holds the target codec and domain)."""
     layer = model.get_layer("posterior")
     if not isinstance(layer, GaussianPosterior):
         raise ValueError(f"layer 'posterior' of {model.name!r} is a {type(layer).__name__}, "
@@ -332,15 +332,20 @@ def model_info(model):
         "known_names": list(known.names),
         "target_names": list(posterior.target_names),
         "transforms": list(posterior.transforms),
-        "bounds": list(getattr(posterior, "bounds", [None] * len(posterior.target_names))),
+        "bounds": posterior.bounds,
         "time_scale": features.time_scale,
         "any_format": isinstance(features, TraceBins),
         "domain": getattr(posterior, "domain", None),
     }
 
 
+def target_codec(model):
+    """The :class:`~ei_keras.targets.TargetCodec` a model carries in its output layer."""
+    return posterior_layer(model).codec
+
+
 def decode_predictions(model, outputs):
-    """Model outputs → per-target physical-unit summaries (see ``GaussianPosterior.decode``).
+    """Model outputs → per-target physical-unit summaries (see ``TargetCodec.decode``).
 
     Args:
         model: an ei_keras model (built or loaded).
@@ -354,4 +359,4 @@ def decode_predictions(model, outputs):
     """
     if isinstance(outputs, dict):
         outputs = outputs["posterior"]
-    return posterior_layer(model).decode(keras.ops.convert_to_numpy(outputs))
+    return target_codec(model).decode(keras.ops.convert_to_numpy(outputs))

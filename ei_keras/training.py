@@ -48,6 +48,7 @@ from ei_keras.models import (
     build_model,
     fit_normalization,
     save_model,
+    target_codec,
 )
 from ei_keras.data.batches import LengthBatches
 from ei_keras.inference.domain import training_domain
@@ -327,7 +328,8 @@ def _compile(model, config, optimizer=None):
         optimizer = AdamW(
             learning_rate=config.learning_rate, weight_decay=config.weight_decay,
             epsilon=config.epsilon, global_clipnorm=config.global_clipnorm)
-    loss = RegularizedGaussianNLL(config.log_var_min, config.log_var_max,
+    codec = target_codec(model)  # the clamp the output layer decodes with
+    loss = RegularizedGaussianNLL(codec.log_var_min, codec.log_var_max,
                                   config.target_variance, config.variance_weight)
     model.compile(optimizer=optimizer, loss={"posterior": loss}, jit_compile=config.jit_compile)
 
@@ -419,7 +421,7 @@ def train(data, prefix_length, preset=None, out_dir=None, *, resume=False,
                             "python": platform.python_version()},
         })
 
-    encode = model.get_layer("posterior").encode
+    encode = target_codec(model).encode
     x_train, y_train = _batches(dataset, train_index, encode(dataset.targets[train_index]),
                                 config, shuffle=True)
     x_val, y_val = _batches(dataset, val_index, encode(dataset.targets[val_index]), config,

@@ -17,7 +17,7 @@ from ei_keras.layers import (
     TCNEncoder,
     WeightedTemporalPooling,
 )
-from ei_keras.layers.gaussian_posterior import inverse_transform
+from ei_keras.targets import inverse_transform
 from ei_keras.losses import LOG_VAR_MIN
 
 pytestmark = pytest.mark.backend
@@ -209,9 +209,9 @@ def test_gaussian_posterior_encodes_and_decodes_physical_units():
     layer = GaussianPosterior(["activity", "k_d"], ["log10", "identity"], [-1.5, 2e-3],
                               [0.8, 1e-3])
     targets = np.array([[0.01, 1e-3], [0.5, 4e-3]])
-    z = layer.encode(targets)
+    z = layer.codec.encode(targets)
     y_pred = np.concatenate([z, np.log(np.full_like(z, 0.04))], axis=1)
-    decoded = layer.decode(y_pred)
+    decoded = layer.codec.decode(y_pred)
     np.testing.assert_allclose(decoded["activity"]["median"], targets[:, 0], rtol=1e-6)
     np.testing.assert_allclose(decoded["k_d"]["mean"], targets[:, 1], rtol=1e-6)
     np.testing.assert_allclose(decoded["k_d"]["std"], 0.2 * 1e-3, rtol=1e-6)
@@ -222,7 +222,7 @@ def test_gaussian_posterior_encodes_and_decodes_physical_units():
     assert abs(draws.mean() / decoded["activity"]["mean"][1] - 1) < 3e-3
     assert abs(draws.std() / decoded["activity"]["std"][1] - 1) < 1e-2
     # The decoder clamps the log-variance as the loss does.
-    wild = layer.decode(np.array([[0.0, 0.0, -50.0, 50.0]]))
+    wild = layer.codec.decode(np.array([[0.0, 0.0, -50.0, 50.0]]))
     np.testing.assert_allclose(wild["activity"]["scale"], 0.8 * np.exp(LOG_VAR_MIN / 2),
                                rtol=1e-6)
     np.testing.assert_allclose(wild["k_d"]["scale"], 1e-3 * np.exp(5.0), rtol=1e-6)

@@ -22,6 +22,7 @@ from ei_keras.models import (
     input_pool_for,
     model_info,
     save_model,
+    target_codec,
 )
 from ei_keras.optimizers import AdamW
 from synthetic_prefixes import make_prefixes
@@ -91,7 +92,7 @@ def test_normalisation_statistics_and_decoding():
     assert stats["target_loc"][0] == pytest.approx(np.log10(data.targets[:, 0]).mean())
     json.dumps(stats)
     model = build_model(stats, **TINY)
-    encode = model.get_layer("posterior").encode
+    encode = target_codec(model).encode
     y_pred = np.concatenate([encode(data.targets), np.zeros((64, 2))], axis=1)
     decoded = decode_predictions(model, {"posterior": y_pred})
     np.testing.assert_allclose(decoded["activity"]["median"], data.targets[:, 0], rtol=1e-5)
@@ -168,7 +169,7 @@ def test_saved_model_is_self_contained_and_crosses_backends(tmp_path):
     model, data = tiny_model(input_pool=2)
     model.compile(AdamW(1e-3, weight_decay=1e-5, global_clipnorm=5.0),
                   loss={"posterior": RegularizedGaussianNLL()})
-    y = model.get_layer("posterior").encode(data.targets)
+    y = target_codec(model).encode(data.targets)
     model.fit(inputs(data), {"posterior": y}, epochs=1, batch_size=16, verbose=0)
     save_model(model, tmp_path / "model.keras")
     x = inputs(data)

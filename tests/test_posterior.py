@@ -10,12 +10,9 @@ from scipy import stats
 
 from ei_keras import EiKerasError
 from ei_keras.inference import infer, predict_readings
-from ei_keras.inference.posterior import (
-    forecast_from_draws,
-    summarize_gaussian,
-    time_to_threshold,
-)
+from ei_keras.inference.posterior import forecast_from_draws, time_to_threshold
 from ei_keras.models import build_model, fit_normalization
+from ei_keras.targets import draw_latents, summarize_gaussian
 
 KNOWN = dict(substrate_mM=30.0, grams_urease_powder=0.2, volume_L=0.5, temperature_C=30.0,
              initial_pH=7.05)
@@ -149,7 +146,6 @@ def test_infer_rejects_a_foreign_file(tmp_path):
 
 
 def test_draws_from_a_very_wide_posterior_stay_simulable():
-    from ei_keras.inference.posterior import draw_latents
     decoded = {"activity": {"loc": np.array([0.0]), "scale": np.array([5.0]), "transform": "log10"},
                "k_d": {"loc": np.array([0.0]), "scale": np.array([1.0]), "transform": "identity"}}
     draws = draw_latents(decoded, 500, np.random.default_rng(0))[0]

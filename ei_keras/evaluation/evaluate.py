@@ -21,16 +21,15 @@ from ei_keras.evaluation.metrics import calibration_curve, point_metrics, poster
 from ei_keras.inference.information import attention_agreement, reading_information
 from ei_keras.inference.least_squares import fit_least_squares, predict_readings
 from ei_keras.inference.posterior import (
-    draw_latents,
     forecast_from_draws,
     infer,
     load_model,
     time_to_threshold,
     trained_prefix_length,
 )
-from ei_keras.layers.gaussian_posterior import forward_transform
 from ei_keras.models import decode_predictions, model_info
 from ei_keras.simulation import KNOWN_NAMES
+from ei_keras.targets import draw_latents, forward_transform
 
 HORIZONS_S = (300.0, 1000.0, 2000.0)
 # Traces whose attention and per-reading information the report plots.

@@ -12,7 +12,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ei_keras.inference.least_squares import predict_readings
-from ei_keras.inference.posterior import _run, draw_latents, forecast_from_draws, load_model
+from ei_keras.inference.posterior import _run, forecast_from_draws, load_model
+from ei_keras.targets import draw_latents
 from ei_keras.inference.exact_posterior import _network_z, refine, refined_draws
 from ei_keras.simulation import KNOWN_NAMES
 

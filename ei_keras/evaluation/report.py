@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from scipy.special import ndtri
 
-from ei_keras.layers.gaussian_posterior import inverse_transform
+from ei_keras.targets import inverse_transform
 
 Z90 = float(ndtri(0.95))
 MAX_SCATTER = 400

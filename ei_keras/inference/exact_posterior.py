@@ -42,9 +42,8 @@ from scipy.stats import chi2
 
 from ei_keras.errors import EiKerasError
 from ei_keras.inference.least_squares import predict_readings, validate_known, validate_trace
-from ei_keras.inference.posterior import INTERVALS, _run, load_model
-from ei_keras.inference.posterior import summarize_gaussian
-from ei_keras.layers.gaussian_posterior import forward_transform, inverse_transform
+from ei_keras.inference.posterior import _run, load_model
+from ei_keras.targets import INTERVALS, forward_transform, inverse_transform, summarize_gaussian
 from ei_keras.models import model_info
 from ei_keras.simulation import KNOWN_NAMES, LATENT_NAMES
 from ei_keras.simulation.priors import DEFAULT_PARAM_RANGES, LOG_UNIFORM_NAMES

@@ -12,7 +12,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from ei_keras.inference.least_squares import predict_readings
-from ei_keras.layers.gaussian_posterior import forward_transform, inverse_transform
+from ei_keras.targets import forward_transform, inverse_transform
 
 # Central-difference step in the transformed space.
 STEP = 1e-3

@@ -37,14 +37,13 @@ from ei_keras.inference.least_squares import validate_known
 from ei_keras.inference.posterior import (
     _batch_inputs,
     _candidate_readings,
-    draw_latents,
     forecast_from_draws,
     load_model,
-    summarize_gaussian,
 )
 from ei_keras.inference.trace_csv import PH_HEADERS, TIME_HEADERS, _column
 from ei_keras.models import decode_predictions, model_info
 from ei_keras.simulation import KNOWN_NAMES
+from ei_keras.targets import draw_latents, summarize
 
 MIN_READINGS = 3
 
@@ -330,8 +329,7 @@ class LiveInference:
             "t": np.pad(t, pad, constant_values=np.nan), "known": known_rows}))
         outputs["attention"] = np.asarray(outputs["attention"], dtype=float)[:, :m]
         decoded = decode_predictions(self.model, outputs)
-        summaries = {name: summarize_gaussian(d["loc"], d["scale"], d["transform"],
-                                              d.get("bounds")) for name, d in decoded.items()}
+        summaries = summarize(decoded)
         prior_edge_flags(self.domain, summaries,
                          {name: d["transform"] for name, d in decoded.items()}, reports)
         outputs.update(domain=finish(reports), t=t, summaries=summaries)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from scipy.special import ndtri
 
 from ei_keras.errors import EiKerasError
 from ei_keras.inference.model_file import check_model_archive
@@ -21,17 +20,9 @@ from ei_keras.inference.domain import (
     prior_edge_flags,
 )
 from ei_keras.inference.least_squares import predict_readings, validate_known, validate_trace
-from ei_keras.layers.gaussian_posterior import inverse_transform, physical_moments
 from ei_keras.models import decode_predictions, model_info
 from ei_keras.simulation import KNOWN_NAMES
-from ei_keras.simulation.simulator import CONDITION_LIMITS
-
-INTERVALS = (50, 90, 95)
-# Models trained before the bounded (logit) targets can draw outside what the simulator
-# accepts; their draws are clipped to these. Bounded targets never need it.
-DRAW_LIMITS = {"activity": CONDITION_LIMITS["activity"], "k_d": CONDITION_LIMITS["k_d"],
-               "tau_probe": (0.0, 3600.0), "pH_offset": (-2.0, 2.0)}
-
+from ei_keras.targets import DRAW_LIMITS, draw_latents, summarize
 
 def load_model(model_or_path):
     """A ready ei_keras model: pass a loaded model through, or load a ``.keras`` file.
@@ -55,20 +46,6 @@ def load_model(model_or_path):
 def trained_prefix_length(model) -> float:
     """The longest reading time the model was trained on (its time scale), in seconds."""
     return float(model_info(model)["time_scale"])
-
-
-def summarize_gaussian(loc, scale, transform, bounds=None) -> dict:
-    """Median, mean, std and central intervals in physical units of a Gaussian in
-    transformed units (log10 for activity, logit over ``bounds`` for bounded targets);
-    each value an array shaped like ``loc``. Bounded targets stay inside their bounds."""
-    loc, scale = np.asarray(loc, dtype=float), np.asarray(scale, dtype=float)
-    summary = {"median": inverse_transform(transform, loc, bounds)}
-    summary["mean"], summary["std"] = physical_moments(loc, scale, transform, bounds)
-    for level in INTERVALS:
-        z = ndtri(0.5 + level / 200.0)
-        summary[f"lo{level}"] = inverse_transform(transform, loc - z * scale, bounds)
-        summary[f"hi{level}"] = inverse_transform(transform, loc + z * scale, bounds)
-    return summary
 
 
 def _unpadded_length(t, pH):
@@ -154,8 +131,7 @@ def _run(model_or_path, t, pH, known, *, allow_extrapolation=False, check_fit=Tr
     # predict_on_batch: no autograd bookkeeping and none of predict()'s per-call set-up.
     outputs = dict(model.predict_on_batch({"pH": pH, "t": t, "known": known_values}))
     decoded = decode_predictions(model, outputs)
-    summaries = {name: summarize_gaussian(d["loc"], d["scale"], d["transform"], d.get("bounds"))
-                 for name, d in decoded.items()}
+    summaries = summarize(decoded)
     prior_edge_flags(info["domain"], summaries,
                      {name: d["transform"] for name, d in decoded.items()}, reports)
     if check_fit:
@@ -207,21 +183,6 @@ def infer(model_or_path, t, pH, known, *, allow_extrapolation=False, check_fit=T
     single = np.ndim(pH) == 1
     result["domain"] = outputs["domain"][0] if single else outputs["domain"]
     return result
-
-
-def draw_latents(decoded, n_draws, rng) -> list:
-    """Per trace, a dict of (n_draws,) latent-parameter draws in physical units."""
-    n = len(next(iter(decoded.values()))["loc"])
-    draws = []
-    for row in range(n):
-        z = rng.standard_normal((n_draws, len(decoded)))
-        trace = {}
-        for j, (name, d) in enumerate(decoded.items()):
-            values = inverse_transform(d["transform"], d["loc"][row] + z[:, j] * d["scale"][row],
-                                       d.get("bounds"))
-            trace[name] = np.clip(values, *DRAW_LIMITS.get(name, (-np.inf, np.inf)))
-        draws.append(trace)
-    return draws
 
 
 def forecast_from_draws(known, draws, t, *, threshold=8.5, options=None) -> dict:
