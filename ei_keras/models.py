@@ -41,6 +41,7 @@ from ei_keras.layers import (
     TraceFormat,
     WeightedTemporalPooling,
 )
+from ei_keras.config import ARCHITECTURES
 from ei_keras.targets import LOG_VAR_MAX, LOG_VAR_MIN, forward_transform
 from ei_keras.simulation import KNOWN_NAMES
 from ei_keras.simulation.priors import DEFAULT_PARAM_RANGES
@@ -52,31 +53,6 @@ TARGET_NAMES = ("activity", "k_d")
 TARGET_TRANSFORMS = {"activity": "log10", "k_d": "logit", "tau_probe": "logit",
                      "pH_offset": "logit"}
 REFERENCE_INPUT = "initial_pH"
-
-# Architecture presets. "compact" is the default (CPU-friendly: mask-aware average
-# downsampling inside the encoder and of long prefixes, so cost stays about flat beyond
-# ``max_encoder_steps`` readings); "recipe" is the original full-size TCN, for GPUs.
-ARCHITECTURES = {
-    "compact": {
-        "filters": (32, 48, 64), "kernel_size": 3, "dilations": (1, 2, 4),
-        "pool_sizes": (1, 2, 2), "dropout": 0.0, "known_units": (32,), "head_units": (64,),
-        "max_encoder_steps": 64,
-    },
-    "recipe": {
-        "filters": (64, 128, 256), "kernel_size": 3, "dilations": (1, 2, 4),
-        "pool_sizes": (1, 1, 1), "dropout": 0.1, "known_units": (64,), "head_units": (128,),
-        "max_encoder_steps": None,
-    },
-    # Any trace length and reading rate: readings averaged into 64 bins (even in
-    # sqrt(time)), a non-causal TCN whose receptive field spans 21 bins, so the attention
-    # weighs local evidence; the trace's format enters the head beside the known inputs.
-    "binned": {
-        "filters": (32, 48, 64), "kernel_size": 3, "dilations": (1, 2, 2),
-        "pool_sizes": (1, 1, 1), "dropout": 0.0, "known_units": (64,), "head_units": (128, 64),
-        "max_encoder_steps": None, "encoding": "bins", "n_bins": 64, "padding": "same",
-    },
-}
-
 
 def input_pool_for(n_points, max_encoder_steps):
     """Readings averaged per encoder input step so at most ``max_encoder_steps`` remain."""
@@ -188,7 +164,8 @@ def build_model(normalization=None, *, filters=(32, 48, 64), kernel_size=3, dila
                 pool_sizes=(1, 2, 2), input_pool=1, dropout=0.0, known_units=(32,),
                 head_units=(64,), pooling="weighted", attention_units=None, early_bias=1.0,
                 early_bias_decay=0.2, log_var_min=LOG_VAR_MIN, log_var_max=LOG_VAR_MAX,
-                encoding="readings", n_bins=64, padding="causal", name="ei_keras_posterior"):
+                encoding="readings", n_bins=64, padding="causal", name="ei_keras_posterior",
+                run_config=None):
     """Build the (uncompiled) network; the defaults are the ``"compact"`` architecture.
 
     Args:
@@ -214,6 +191,8 @@ def build_model(normalization=None, *, filters=(32, 48, 64), kernel_size=3, dila
         n_bins: bins of the ``"bins"`` encoding.
         padding: ``"causal"`` or ``"same"`` TCN convolutions.
         name: model name.
+        run_config: the dataset and training configs, stored in the output layer (see
+            :class:`~ei_keras.layers.GaussianPosterior`).
 
     Returns:
         ``keras.Model`` with inputs ``{"pH": (batch, steps), "t": (batch, steps),
@@ -272,7 +251,7 @@ def build_model(normalization=None, *, filters=(32, 48, 64), kernel_size=3, dila
     posterior = GaussianPosterior(
         target_names, stats["transforms"], stats["target_loc"], stats["target_scale"],
         log_var_min, log_var_max, bounds=stats.get("bounds"), domain=stats.get("domain"),
-        name="posterior")([mean, log_var])
+        run_config=run_config, name="posterior")([mean, log_var])
     if encoding == "bins":
         attention = BinnedReadingAttention(n_bins, name="attention")([weights, ph_in, t_in])
     else:
@@ -324,7 +303,8 @@ def posterior_layer(model):
 
 
 def model_info(model):
-    """Names and statistics a saved model carries: known/target names, transforms, scales."""
+    """What a saved model carries: known/target names, transforms, scales, its training
+    domain and ``run_config`` (the dataset and training configs; None if not recorded)."""
     features = model.get_layer("features")
     known = model.get_layer("known_standardize")
     posterior = posterior_layer(model)
@@ -336,6 +316,7 @@ def model_info(model):
         "time_scale": features.time_scale,
         "any_format": isinstance(features, TraceBins),
         "domain": getattr(posterior, "domain", None),
+        "run_config": posterior.run_config,
     }
 
 

@@ -331,32 +331,39 @@ def test_file_without_any_format_gives_a_clear_error(tmp_path):
 
 # --- config and command line -------------------------------------------------------------
 
-@pytest.mark.parametrize("partial, field, shown, allowed", [
-    ({"enabled": "yes"}, "enabled", "'yes'", "true or false"),
-    ({"sampling": "uniform"}, "sampling", "'uniform'", "'grid'"),
-    ({"prefix_length_s": [600, 2]}, "prefix_length_s", "[600, 2]", "0 < low <= high"),
-    ({"prefix_length_s": [0, 2]}, "prefix_length_s", "[0, 2]", "0 < low"),
-    ({"reading_interval_s": [0.1, 1, 10]}, "reading_interval_s", "[0.1, 1, 10]", "[low, high]"),
-    ({"sampling": "grid", "reading_interval_s": []}, "reading_interval_s", "[]", "non-empty"),
-    ({"sampling": "grid", "prefix_length_s": [10, 10]}, "prefix_length_s", "[10, 10]",
-     "distinct"),
-    ({"min_readings": 1}, "min_readings", "1", ">= 2"),
-    ({"max_readings": 2}, "max_readings", "2", "from min_readings (3)"),
-    ({"max_readings": 10**6}, "max_readings", "1000000", "to 20000"),
-    ({"timing_jitter": -0.1}, "timing_jitter", "-0.1", ">= 0"),
-    ({"drop_fraction": 1.0}, "drop_fraction", "1.0", "[0, 1)"),
-    ({"dt": 1}, "dt", "unknown key", "prefix_length_s"),
+@pytest.mark.parametrize("partial, label, shown, allowed", [
+    ({"enabled": "yes"}, "Also any-format traces", "'yes'", "true or false"),
+    ({"sampling": "uniform"}, "Format sampling", "'uniform'", "'grid'"),
+    ({"prefix_length_s": [600, 2]}, "Any-format prefix lengths [s]", "[600, 2]",
+     "0 < low <= high"),
+    ({"prefix_length_s": [0, 2]}, "Any-format prefix lengths [s]", "[0, 2]", "0 < low"),
+    ({"reading_interval_s": [0.1, 1, 10]}, "Any-format reading intervals [s]", "[0.1, 1, 10]",
+     "[low, high]"),
+    ({"sampling": "grid", "reading_interval_s": []}, "Any-format reading intervals [s]", "[]",
+     "non-empty"),
+    ({"sampling": "grid", "prefix_length_s": [10, 10]}, "Any-format prefix lengths [s]",
+     "[10, 10]", "distinct"),
+    ({"min_readings": 1}, "Fewest readings per trace", "1", ">= 2"),
+    ({"max_readings": 2}, "Most readings per trace", "2", "from Fewest readings per trace (3)"),
+    ({"max_readings": 10**6}, "Most readings per trace", "1000000", "<= 20000"),
+    ({"timing_jitter": -0.1}, "Timing jitter", "-0.1", ">= 0"),
+    ({"drop_fraction": 1.0}, "Dropped readings", "1.0", ">= 0 and < 1"),
 ])
-def test_bad_any_format_config_gives_a_one_line_error(partial, field, shown, allowed):
+def test_bad_any_format_config_gives_a_one_line_error(partial, label, shown, allowed):
     with pytest.raises(EiKerasError) as error:
         resolve_dataset_config({"any_format": partial})
     message = str(error.value)
-    assert f"'any_format.{field}'" in message
+    assert message.startswith(f"{label}: got ")
     assert shown in message and allowed in message and "\n" not in message
 
 
+def test_unknown_any_format_key_is_named():
+    with pytest.raises(EiKerasError, match="'any_format.dt': unknown key; .*prefix_length_s"):
+        resolve_dataset_config({"any_format": {"dt": 1}})
+
+
 def test_no_fixed_prefixes_only_with_any_format():
-    with pytest.raises(EiKerasError, match="empty only with any_format.enabled"):
+    with pytest.raises(EiKerasError, match="empty only with any-format traces"):
         resolve_dataset_config({"prefix_lengths": []})
     config = resolve_dataset_config({"prefix_lengths": [], "any_format": {"enabled": True}})
     assert config["prefix_lengths"] == []
@@ -388,10 +395,10 @@ def test_cli_flags_set_the_any_format_config(tmp_path, capsys):
     (["--prefix-range", "1", "2"], "--prefix-range needs --any-format"),
     (["--format-grid"], "--format-grid needs --any-format"),
     (["--any-format", "--prefix-range", "1", "2", "3"],
-     "'any_format.prefix_length_s': got [1.0, 2.0, 3.0]"),
-    (["--any-format", "--drop-fraction", "1.5"], "'any_format.drop_fraction': got 1.5"),
-    (["--any-format", "--max-readings", "2"], "'any_format.max_readings': got 2"),
-    (["--prefix-lengths"], "'prefix_lengths': got []"),
+     "Any-format prefix lengths [s]: got [1.0, 2.0, 3.0]"),
+    (["--any-format", "--drop-fraction", "1.5"], "Dropped readings: got 1.5"),
+    (["--any-format", "--max-readings", "2"], "Most readings per trace: got 2"),
+    (["--prefix-lengths"], "Prefix lengths [s]: got []"),
 ])
 def test_cli_errors_are_one_line_and_leave_no_file(tmp_path, capsys, flags, expected):
     out = tmp_path / "data.h5"

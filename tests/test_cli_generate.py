@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from ei_keras import load_prefix
-from ei_keras.cli import main
+from ei_keras.cli import build_parser, generate, main
+from ei_keras.config import DEFAULT_DATASET_CONFIG, DatasetConfig, dataset_config
+from ei_keras.settings import flags_of, from_dict
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,7 +51,7 @@ def test_bad_config_gives_one_line_error_and_no_file(tmp_path):
     (tmp_path / "unknown.json").write_text(json.dumps({"measurement_model": {"sigma": 0.1}}))
     cases = {  # output name → (arguments, text the error must contain)
         "unknown": (["--config", "unknown.json"], "'measurement_model.sigma': unknown key"),
-        "value": (["--n-samples", "0"], "'n_samples': got 0; allowed: an integer >= 1"),
+        "value": (["--n-samples", "0"], "Number of samples: got 0; allowed: an integer >= 1"),
     }
     processes = {name: start_cli("generate", *arguments, "--out", f"{name}.h5", cwd=tmp_path)
                  for name, (arguments, _) in cases.items()}
@@ -66,7 +68,7 @@ def test_bad_config_gives_one_line_error_and_no_file(tmp_path):
     ("{n_samples: 5", [], "not valid JSON"),
     ('{"measurement_model": {"use_probe_lag": false}}',
      ["--infer-params", "activity", "k_d", "tau_probe"], "tau_probe cannot be inferred"),
-    ("{}", ["--prefix-lengths", "30", "30"], "'prefix_lengths': got [30.0, 30.0]"),
+    ("{}", ["--prefix-lengths", "30", "30"], "Prefix lengths [s]: got [30.0, 30.0]"),
     ("{}", ["--workers", "0"], "workers: got 0"),
 ])
 def test_more_bad_input_in_process(tmp_path, capsys, config, flags, expected):
@@ -109,3 +111,46 @@ def test_demo_writes_a_small_dataset_and_prints_its_summary(tmp_path, monkeypatc
     assert main(["demo", "--n-samples", "25", "--no-progress"]) == 0
     assert "samples:     25 (seed 0)" in capsys.readouterr().out
     assert load_prefix(tmp_path / "data" / "demo.h5", 300).pH.shape == (25, 100)
+
+
+EXISTING_FLAGS = ("--n-samples", "--seed", "--t-max", "--n-times", "--prefix-lengths",
+                  "--prefix-n-points", "--adaptive-n-points", "--target-dt", "--infer-params",
+                  "--noise-std", "--any-format", "--prefix-range", "--interval-range",
+                  "--format-grid", "--timing-jitter", "--drop-fraction", "--max-readings")
+
+
+def test_every_dataset_setting_has_a_generate_flag(capsys):
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    shown = capsys.readouterr().out
+    missing = [flag for flag in (*flags_of(DatasetConfig), *EXISTING_FLAGS) if flag not in shown]
+    assert not missing
+
+
+def test_flags_set_every_section_of_the_config():
+    args = build_parser().parse_args([
+        "generate", "--out", "x.h5", "--noise-std", "0.02", "--no-probe-lag",
+        "--param-range", "volume_L", "0.2", "0.4", "--any-format", "--min-readings", "4",
+        "--format-grid", "--prefix-range", "30", "10", "--adaptive-n-points",
+        "--target-dt", "0.5"])
+    config = dataset_config({"seed": 9})
+    config = from_dict(DatasetConfig, generate._flags_config(args), base=config).to_dict()
+    assert config["seed"] == 9 and config["target_dt"] == 0.5
+    assert config["measurement_model"]["noise_std"] == 0.02
+    assert config["measurement_model"]["use_probe_lag"] is False
+    assert config["param_ranges"]["volume_L"] == [0.2, 0.4]
+    assert config["param_ranges"]["k_d"] == [0.0, 5e-3]
+    assert config["any_format"] == {**DEFAULT_DATASET_CONFIG["any_format"], "enabled": True,
+                                    "min_readings": 4, "sampling": "grid",
+                                    "prefix_length_s": [10.0, 30.0]}
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--target-dt", "0.5"], "--target-dt needs --adaptive-n-points"),
+    (["--min-readings", "4"], "--min-readings needs --any-format"),
+    (["--param-range", "volume_L", "1", "x"], "Prior ranges: got ['volume_L', '1', 'x']"),
+])
+def test_flags_that_mean_nothing_or_are_malformed_are_refused(tmp_path, capsys, flags, expected):
+    code = main(["generate", "--out", str(tmp_path / "data.h5"), "--no-progress", *flags])
+    stderr = capsys.readouterr().err
+    assert code == 2 and expected in stderr and stderr.count("\n") == 1

@@ -253,6 +253,6 @@ def test_interrupted_run_leaves_the_existing_file_untouched(tmp_path, monkeypatc
 
 
 def test_invalid_config_writes_nothing(tmp_path):
-    with pytest.raises(EiKerasError, match="n_samples"):
+    with pytest.raises(EiKerasError, match="Number of samples: got -5"):
         generate_dataset({"n_samples": -5}, tmp_path / "sub" / "data.h5")
     assert list(tmp_path.iterdir()) == []

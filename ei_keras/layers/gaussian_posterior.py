@@ -13,7 +13,7 @@ class GaussianPosterior(keras.layers.Layer):
     The network predicts, per target, a Gaussian over ``z = (transform(y) - loc) / scale``
     (e.g. ``log10(activity)`` standardised). The layer itself only concatenates; its
     config is the codec's (target names, transforms, standardisation, bounds and the
-    log-variance clamp) plus the training domain, so a saved model decodes itself:
+    log-variance clamp) plus the training domain and configs, so a saved model decodes itself:
     ``layer.codec.encode`` / ``layer.codec.decode`` (NumPy, outside the graph).
 
     Args:
@@ -27,6 +27,9 @@ class GaussianPosterior(keras.layers.Layer):
         bounds: per target ``[low, high]`` for ``logit`` targets, None for the others.
         domain: what the model was trained on (JSON-able dict: prior ranges, noise,
             trace formats), read back by the domain guard of ``ei_keras.infer``.
+        run_config: the configs it was trained with (JSON-able dict: ``dataset``, the
+            dataset config; ``train``, the training config), for the record; None for a
+            model not made by ``ei_keras.train``.
         **kwargs: base ``Layer`` arguments.
 
     Input shape:
@@ -38,11 +41,12 @@ class GaussianPosterior(keras.layers.Layer):
 
     def __init__(self, target_names, transforms=None, loc=None, scale=None,
                  log_var_min=LOG_VAR_MIN, log_var_max=LOG_VAR_MAX, bounds=None, domain=None,
-                 **kwargs):
+                 run_config=None, **kwargs):
         super().__init__(**kwargs)
         self.codec = TargetCodec.create(target_names, transforms, loc, scale, bounds,
                                         log_var_min, log_var_max)
         self.domain = None if domain is None else dict(domain)
+        self.run_config = None if run_config is None else dict(run_config)
 
     @property
     def target_names(self):
@@ -67,4 +71,5 @@ class GaussianPosterior(keras.layers.Layer):
         config = super().get_config()
         config.update(self.codec.get_config())
         config["domain"] = self.domain
+        config["run_config"] = self.run_config
         return config
