@@ -30,6 +30,7 @@ import numpy as np
 
 from ei_keras.data import generate_dataset, load_prefix
 from ei_keras.data import shards as shards_module
+from ei_keras.executors import WORKER_MALLOC
 from ei_keras.data.shards import generate_sharded
 
 CONFIG = {"use_adaptive_n_points": True}
@@ -55,7 +56,7 @@ def run(executor, workers, args, scratch):
 
         # The settings generate_sharded gives the LocalCluster it starts; with
         # --dask-malloc dask, Dask's defaults (a cluster started without them).
-        malloc = shards_module.WORKER_MALLOC if args.dask_malloc == "ei_keras" else {}
+        malloc = WORKER_MALLOC if args.dask_malloc == "ei_keras" else {}
 
         begin = time.perf_counter()
         with dask.config.set({f"distributed.nanny.pre-spawn-environ.{name}": value

@@ -11,7 +11,8 @@ The files and who writes them (only the trainer holding ``.lock``):
                      warmup/plateau/early-stopping counters, the best score and the
                      SHA-256 of last.keras and best.keras
     last.keras       the model after the committed epoch (``best.keras`` likewise)
-    status.json      progress for readers (state, epoch, batch); never read to resume
+    status.json      progress for readers (state, epoch, batch), in the job protocol of
+                     :mod:`ei_keras.jobs`; never read to resume
 
 At an epoch's end the recorder appends the history line, saves the models under
 ``*.next.keras``, writes ``checkpoint.json`` (the commit point) and renames the models
@@ -34,6 +35,7 @@ import keras
 
 from ei_keras.errors import EiKerasError
 from ei_keras.fileio import exclusive_lock, read_json, sync, write_json, write_text
+from ei_keras.jobs import JobState
 from ei_keras.jsonutil import to_jsonable
 from ei_keras.models import save_model
 
@@ -124,7 +126,7 @@ def read_config(run_dir):
     return saved
 
 
-def check_same_data(run_dir, saved, dataset, prefix_length, data_path, n_samples):
+def check_same_data(run_dir, saved, dataset, prefix_length, data_path, n_samples, n_points):
     """Refuse to resume on data other than the run's (one line naming what differs).
 
     The dataset is the same when its generation config (seed included) matches, or, for
@@ -155,9 +157,9 @@ def check_same_data(run_dir, saved, dataset, prefix_length, data_path, n_samples
                 f"or {NEW_RUN}")
     elif stored.get("path") and data_path and not _same_file(stored["path"], data_path):
         refuse("the dataset", stored["path"], data_path)
-    n_points = stored.get("n_points")
-    if n_points is not None and int(n_points) != int(dataset.pH.shape[1]):
-        refuse("the readings per trace", n_points, dataset.pH.shape[1])
+    stored_points = stored.get("n_points")
+    if stored_points is not None and int(stored_points) != int(n_points):
+        refuse("the readings per trace", stored_points, n_points)
     n_stored = (stored.get("n_train") or 0) + (stored.get("n_val") or 0)
     if n_stored and n_stored != n_samples:
         refuse("the number of samples", n_stored, n_samples)
@@ -271,7 +273,7 @@ def load_last_model(run_dir):
     path = Path(run_dir) / "last.keras"
     try:
         model = keras.saving.load_model(path)
-        model.get_layer("posterior").encode  # noqa: B018 — an ei_keras model?
+        model.get_layer("posterior").codec.encode  # noqa: B018 — an ei_keras model?
         if model.optimizer is None:
             raise ValueError("it holds no optimizer state")
     except Exception as error:  # a foreign or corrupt file: say so in one line
@@ -329,6 +331,7 @@ class RunRecorder(keras.callbacks.Callback):
         self.interval = interval
         self._last_write = 0.0
         self._epoch_index = self.epoch
+        self.job = JobState(self.run_dir / STATUS, "train", unit="epochs", total=epochs)
 
     @property
     def epoch(self):
@@ -341,14 +344,19 @@ class RunRecorder(keras.callbacks.Callback):
         return math.inf if best is None else float(best)
 
     def status(self, state, **extra):
-        """Write ``status.json``: ``state``, the committed ``epoch`` and best score, extras."""
+        """Write ``status.json``: ``state``, the committed ``epoch`` (``done`` of ``total``)
+        and best score, extras (``batch``, ``steps``, ``current_epoch``, ``message``)."""
         payload = {"state": state, "epoch": self.epoch, "epochs": self.epochs,
+                   "done": self.epoch, "total": self.epochs,
                    "best_val_loss": self.checkpoint.get("best_val_loss"),
                    "best_epoch": self.checkpoint.get("best_epoch"),
                    "learning_rate": self.checkpoint.get("learning_rate"),
-                   "updated": time.time()}
+                   "batch": None, "steps": None, "current_epoch": None, "message": None}
         payload.update(extra)
-        write_json(self.run_dir / STATUS, payload)
+        if self.job.started:
+            self.job.update(**payload)
+        else:
+            self.job.start(**payload)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_index = epoch

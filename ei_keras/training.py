@@ -18,16 +18,17 @@ dashboard can poll it:
 How these files stay consistent through any interruption, and why one trainer at a time
 writes them: :mod:`ei_keras.run_directory`.
 
-Presets: ``improved`` (compact architecture, weighted pooling, AdamW weight decay 1e-5,
+Presets (:data:`ei_keras.config.PRESETS`, beside :class:`~ei_keras.config.TrainConfig`):
+``improved`` (compact architecture, weighted pooling, AdamW weight decay 1e-5,
 global clip norm 5, batch 256, lr 1e-3, 5 warmup epochs, plateau ×0.7 after 10 epochs),
 ``anyformat`` (the same recipe on the binned architecture, for ``prefix_length="any"``;
 plateau after 8 epochs) and ``baseline`` (the old recipe: full-size TCN, average pooling, batch 128, lr 5e-4, no
 weight decay, global clip norm 1, no warmup, plateau ×0.5 after 5 epochs).
 """
 
+import contextlib
 import dataclasses
 import functools
-import inspect
 import os
 import platform
 import sys
@@ -41,9 +42,8 @@ from ei_keras.callbacks import HistoryLogger, LinearWarmup, PlateauAfterWarmup, 
 from ei_keras import run_directory as rundir
 from ei_keras.errors import EiKerasError
 from ei_keras.fileio import make_dirs, sigterm_as_interrupt, write_json
-from ei_keras.losses import LOG_VAR_MAX, LOG_VAR_MIN, RegularizedGaussianNLL
+from ei_keras.losses import RegularizedGaussianNLL
 from ei_keras.models import (
-    ARCHITECTURES,
     architecture_kwargs,
     build_model,
     fit_normalization,
@@ -51,164 +51,24 @@ from ei_keras.models import (
     target_codec,
 )
 from ei_keras.data.batches import LengthBatches
+from ei_keras.data.streaming import (
+    RowSource,
+    StreamedBatches,
+    normalization_sample,
+    scan_domain,
+)
+from ei_keras.devices import check_batch_size, data_parallel, shareable_rows
 from ei_keras.inference.domain import training_domain
 from ei_keras.optimizers import AdamW
+from ei_keras.config import ANY_FORMAT, TrainConfig, resolve_config
 
-# The prefix length that selects a dataset's any-format traces (every length and rate).
-ANY_FORMAT = "any"
-
-PRESETS = {
-    "improved": {
-        "architecture": "compact", "pooling": "weighted", "batch_size": 256,
-        "learning_rate": 1e-3, "weight_decay": 1e-5, "global_clipnorm": 5.0,
-        "warmup_epochs": 5, "plateau_factor": 0.7, "plateau_patience": 10,
-        "early_stopping_patience": 25,
-    },
-    # Any trace length and reading rate (train with prefix_length="any" on a dataset
-    # generated with --any-format): the improved recipe on the binned architecture.
-    "anyformat": {
-        "architecture": "binned", "pooling": "weighted", "batch_size": 256,
-        "learning_rate": 1e-3, "weight_decay": 1e-5, "global_clipnorm": 5.0,
-        "warmup_epochs": 5, "plateau_factor": 0.7, "plateau_patience": 8,
-        "early_stopping_patience": 20,
-    },
-    "baseline": {
-        "architecture": "recipe", "pooling": "average", "batch_size": 128,
-        "learning_rate": 5e-4, "weight_decay": 0.0, "global_clipnorm": 1.0,
-        "warmup_epochs": 0, "plateau_factor": 0.5, "plateau_patience": 5,
-        "early_stopping_patience": 15,
-    },
-}
+# Keyword arguments of train() that choose how a run executes, not what it trains: not
+# TrainConfig fields, and a resumed run may change them.
+EXECUTION_OPTIONS = ("verbose", "stream", "devices", "callbacks")
 
 RUN_FILES = ("config.json", "history.jsonl", "status.json", "checkpoint.json", "best.keras",
              "last.keras", "final.keras")
 STOP_FILE = "stop"
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Every training setting; :func:`resolve_config` fills it from a preset.
-
-    Attributes:
-        preset: the preset the values started from.
-        architecture: ``"compact"`` or ``"recipe"`` (see ``ei_keras.models.ARCHITECTURES``).
-        pooling: ``"weighted"`` or ``"average"``.
-        model: ``build_model`` keyword overrides on top of the architecture (e.g.
-            ``{"filters": [16, 16, 16]}``).
-        epochs: maximum number of epochs.
-        batch_size: samples per gradient step.
-        learning_rate: peak learning rate (reached at the end of warmup).
-        weight_decay: decoupled AdamW weight decay (0 = none, i.e. Adam).
-        global_clipnorm: clip the norm of all gradients together (None = no clipping).
-        epsilon: Adam epsilon (1e-8 as in torch; Keras's default is 1e-7).
-        warmup_epochs: linear warmup length (0 = none).
-        warmup_per: ``"batch"`` or ``"epoch"`` warmup steps.
-        plateau_factor: learning-rate multiplier at a plateau cut.
-        plateau_patience: epochs without val_loss improvement before a cut.
-        plateau_min_delta: relative improvement a plateau needs to see.
-        min_lr: lowest learning rate.
-        early_stopping_patience: epochs without improvement (after warmup) before stopping.
-        log_var_min: loss clamp of the log-variance.
-        log_var_max: loss clamp of the log-variance.
-        target_variance: variance the loss penalty pulls toward.
-        variance_weight: weight of the variance penalty (0 = plain NLL).
-        val_fraction: share of the samples held out for validation.
-        max_samples: use only the first this many samples of the file (None = all).
-        seed: seed of the split, the initial weights, shuffling and dropout.
-        jit_compile: passed to ``model.compile`` (``"auto"``: jax compiles, torch not).
-    """
-
-    preset: str = "improved"
-    architecture: str = "compact"
-    pooling: str = "weighted"
-    model: dict = dataclasses.field(default_factory=dict)
-    epochs: int = 200
-    batch_size: int = 256
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-5
-    global_clipnorm: float | None = 5.0
-    epsilon: float = 1e-8
-    warmup_epochs: int = 5
-    warmup_per: str = "batch"
-    plateau_factor: float = 0.7
-    plateau_patience: int = 10
-    plateau_min_delta: float = 1e-4
-    min_lr: float = 1e-6
-    early_stopping_patience: int = 25
-    log_var_min: float = LOG_VAR_MIN
-    log_var_max: float = LOG_VAR_MAX
-    target_variance: float = 0.1
-    variance_weight: float = 0.01
-    val_fraction: float = 0.1
-    max_samples: int | None = None
-    seed: int = 0
-    jit_compile: str | bool = "auto"
-
-    def __post_init__(self):
-        checks = [
-            (self.preset in PRESETS, "preset", f"one of {sorted(PRESETS)}"),
-            (self.architecture in ARCHITECTURES, "architecture", f"one of {sorted(ARCHITECTURES)}"),
-            (self.pooling in ("weighted", "average"), "pooling", "'weighted' or 'average'"),
-            (isinstance(self.model, dict), "model", "a dict of build_model arguments"),
-            (_is_int(self.epochs) and self.epochs >= 1, "epochs", "an int >= 1"),
-            (_is_int(self.batch_size) and self.batch_size >= 1, "batch_size", "an int >= 1"),
-            (self.learning_rate > 0, "learning_rate", "> 0"),
-            (self.weight_decay >= 0, "weight_decay", ">= 0"),
-            (self.global_clipnorm is None or self.global_clipnorm > 0, "global_clipnorm",
-             "> 0 or None"),
-            (self.epsilon > 0, "epsilon", "> 0"),
-            (_is_int(self.warmup_epochs) and self.warmup_epochs >= 0, "warmup_epochs",
-             "an int >= 0"),
-            (self.warmup_per in ("batch", "epoch"), "warmup_per", "'batch' or 'epoch'"),
-            (0 < self.plateau_factor < 1, "plateau_factor", "in (0, 1)"),
-            (_is_int(self.plateau_patience) and self.plateau_patience >= 1, "plateau_patience",
-             "an int >= 1"),
-            (self.plateau_min_delta >= 0, "plateau_min_delta", ">= 0"),
-            (self.min_lr >= 0, "min_lr", ">= 0"),
-            (_is_int(self.early_stopping_patience) and self.early_stopping_patience >= 1,
-             "early_stopping_patience", "an int >= 1"),
-            (self.log_var_min < self.log_var_max, "log_var_min", "< log_var_max"),
-            (self.target_variance > 0, "target_variance", "> 0"),
-            (self.variance_weight >= 0, "variance_weight", ">= 0"),
-            (0 < self.val_fraction < 1, "val_fraction", "in (0, 1)"),
-            (self.max_samples is None or (_is_int(self.max_samples) and self.max_samples >= 2),
-             "max_samples", "an int >= 2 or None"),
-            (_is_int(self.seed), "seed", "an int"),
-            (self.jit_compile in ("auto", True, False), "jit_compile", "'auto', true or false"),
-        ]
-        for ok, field, allowed in checks:
-            if not ok:
-                raise ValueError(f"training config: {field} must be {allowed}; "
-                                 f"got {getattr(self, field)!r}")
-        known = set(inspect.signature(build_model).parameters) - {"normalization"}
-        unknown = sorted(set(self.model) - known)
-        if unknown:
-            raise ValueError(f"training config: model has unknown build_model argument(s) "
-                             f"{unknown}; known: {sorted(known)}")
-
-    def to_dict(self):
-        return dataclasses.asdict(self)
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def resolve_config(preset="improved", **overrides):
-    """A :class:`TrainConfig`: the preset's values with ``overrides`` on top.
-
-    Raises:
-        ValueError: unknown preset or setting, or an invalid value (the message names it).
-    """
-    if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {sorted(PRESETS)}; got {preset!r}")
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise ValueError(f"unknown training setting(s) {unknown}; known: {sorted(fields)}")
-    values = dict(PRESETS[preset], preset=preset)
-    values.update(overrides)
-    return TrainConfig(**values)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,14 +94,36 @@ class TrainResult:
 read_history = rundir.read_history
 
 
-def _load_data(data, prefix_length):
+def _load_data(data, prefix_length, stream):
+    """The data in memory, or with ``stream`` a :class:`RowSource` over the file."""
     if isinstance(data, (str, os.PathLike)):
         from ei_keras.data import load_any_format, load_prefix
 
+        if stream:
+            return RowSource(data, None if prefix_length == ANY_FORMAT else prefix_length), \
+                os.fspath(data)
         if prefix_length == ANY_FORMAT:
             return load_any_format(data), os.fspath(data)
         return load_prefix(data, prefix_length), os.fspath(data)
+    if stream:
+        raise EiKerasError("stream=True reads a dataset file: give its path, not arrays")
     return data, None
+
+
+def _shape(dataset):
+    """(samples, readings per trace) of in-memory data or of a :class:`RowSource`."""
+    if isinstance(dataset, RowSource):
+        return dataset.n_samples, dataset.n_points
+    return dataset.pH.shape
+
+
+def _normalization_data(dataset, train_index, n, seed):
+    """The training rows the normalisation is fitted on, and the training domain: every
+    training row in memory; streamed, a bounded sample of them and a scan of the file."""
+    if isinstance(dataset, RowSource):
+        return normalization_sample(dataset, train_index, seed), scan_domain(dataset, n)
+    rows = {name: getattr(dataset, name)[train_index] for name in ("t", "pH", "known", "targets")}
+    return rows, training_domain(dataset)
 
 
 def _length_label(prefix_length):
@@ -271,16 +153,20 @@ def _inputs(data, index):
     return {"pH": data.pH[index], "t": data.t[index], "known": data.known[index]}
 
 
+def default_run_dir(preset, prefix_length):
+    """``runs/<time>-<preset>-<L>``: where a run goes when no directory is given."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{stamp}-{preset}-{_length_label(prefix_length)}"
+
+
 def _new_run_dir(out_dir, preset, prefix_length):
-    """``out_dir`` (default ``runs/<time>-<preset>-<L>``), created."""
-    if out_dir is None:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        out_dir = Path("runs") / f"{stamp}-{preset}-{prefix_length}"
-    return make_dirs(out_dir)
+    """``out_dir`` (default :func:`default_run_dir`), created."""
+    return make_dirs(default_run_dir(preset, prefix_length) if out_dir is None else out_dir)
 
 
 def _one_writer(train_function):
-    """``train`` holding its run directory's lock, with SIGTERM handled like Ctrl-C.
+    """``train`` holding its run directory's lock, with SIGTERM handled like Ctrl-C, on
+    its ``devices`` (a ``keras.distribution`` scope, checked before anything is made).
 
     Settings are checked and the directory is created before the lock is taken; whether
     the directory already holds a run, and everything a resume reads, is looked at only
@@ -289,6 +175,7 @@ def _one_writer(train_function):
 
     @functools.wraps(train_function)
     def locked(data, prefix_length, preset=None, out_dir=None, *, resume=False, **kwargs):
+        distribution = data_parallel(kwargs.get("devices", 1))
         if resume:
             if out_dir is None:
                 raise EiKerasError("nothing to resume: give the run directory (out_dir, --out)")
@@ -296,9 +183,11 @@ def _one_writer(train_function):
             run_dir = Path(out_dir)
         else:
             preset = preset or "improved"
-            resolve_config(preset, **{k: v for k, v in kwargs.items() if k != "verbose"})
-            run_dir = _new_run_dir(out_dir, preset, _length_label(prefix_length))
-        with rundir.holding(run_dir), sigterm_as_interrupt():
+            resolve_config(preset, **{k: v for k, v in kwargs.items()
+                                      if k not in EXECUTION_OPTIONS})
+            run_dir = _new_run_dir(out_dir, preset, prefix_length)
+        with rundir.holding(run_dir), sigterm_as_interrupt(), (
+                distribution.scope() if distribution else contextlib.nullcontext()):
             return train_function(data, prefix_length, preset, run_dir, resume=resume, **kwargs)
 
     return locked
@@ -336,7 +225,7 @@ def _compile(model, config, optimizer=None):
 
 @_one_writer
 def train(data, prefix_length, preset=None, out_dir=None, *, resume=False,
-          verbose="auto", **overrides):
+          verbose="auto", stream=False, devices=1, callbacks=(), **overrides):
     """Train on one prefix length; write the run directory described in this module.
 
     Args:
@@ -354,6 +243,13 @@ def train(data, prefix_length, preset=None, out_dir=None, *, resume=False,
             saved configuration (only ``epochs`` may be raised), on the same data.
         verbose: Keras verbosity; ``"auto"`` shows a progress bar on a terminal and one
             line per epoch otherwise.
+        stream: read the file in blocks while training (:mod:`ei_keras.data.streaming`)
+            instead of loading it: memory stays flat whatever its size; the same split,
+            normalisation fitted on at most ``NORMALIZATION_ROWS`` training rows.
+        devices: 1, or (jax only) a number of devices or ``"all"`` to train data
+            parallel (:mod:`ei_keras.devices`); ``batch_size`` must divide evenly.
+        callbacks: Keras callbacks of yours, run after ours (after each epoch is
+            committed to the run directory), e.g. :class:`ei_keras.tracking.MlflowTracker`.
         **overrides: any :class:`TrainConfig` field, e.g. ``epochs=50, batch_size=128``.
 
     Returns:
@@ -363,7 +259,7 @@ def train(data, prefix_length, preset=None, out_dir=None, *, resume=False,
         EiKerasError: unreadable data; a run directory already holding a run, or being
             written by another process (its pid is named); nothing to resume, other data
             or settings than the run's, or run files that contradict each other.
-        ValueError: an unknown or invalid setting.
+        ConfigError: an unknown or invalid setting (a ValueError; the message names it).
     """
     run_dir = out_dir  # set by _one_writer: created and locked
     if resume:
@@ -374,14 +270,17 @@ def train(data, prefix_length, preset=None, out_dir=None, *, resume=False,
         rundir.check_fresh(run_dir, RUN_FILES)
     (run_dir / STOP_FILE).unlink(missing_ok=True)
 
-    dataset, data_path = _load_data(data, prefix_length)
-    n = len(dataset.pH) if config.max_samples is None else min(config.max_samples, len(dataset.pH))
+    distribution = keras.distribution.distribution()  # the devices _one_writer entered
+    check_batch_size(config.batch_size, distribution)
+    dataset, data_path = _load_data(data, prefix_length, stream)
+    n_rows, n_points = _shape(dataset)
+    n = n_rows if config.max_samples is None else min(config.max_samples, n_rows)
     if n < 2:
         raise EiKerasError(f"{data_path or 'the data'}: {n} sample(s); training needs at least "
                            f"2 (one is held out for validation)")
     if resume:
         rundir.check_same_data(run_dir, saved, dataset, _stored_length(prefix_length),
-                               data_path, n)
+                               data_path, n, n_points)
     train_index, val_index = _split(n, config.val_fraction, config.seed)
     known_names, target_names = tuple(dataset.known_names), tuple(dataset.target_names)
 
@@ -397,15 +296,15 @@ def train(data, prefix_length, preset=None, out_dir=None, *, resume=False,
             model.optimizer.learning_rate = float(state["learning_rate"])
     else:
         generation = getattr(dataset, "config", None) or {}
-        stats = fit_normalization(dataset.t[train_index], dataset.pH[train_index],
-                                  dataset.known[train_index], dataset.targets[train_index],
+        rows, domain = _normalization_data(dataset, train_index, n, config.seed)
+        stats = fit_normalization(rows["t"], rows["pH"], rows["known"], rows["targets"],
                                   known_names, target_names,
-                                  bounds=generation.get("param_ranges"),
-                                  domain=training_domain(dataset))
-        model_kwargs = architecture_kwargs(config.architecture, dataset.pH.shape[1])
+                                  bounds=generation.get("param_ranges"), domain=domain)
+        model_kwargs = architecture_kwargs(config.architecture, n_points)
         model_kwargs.update(config.model, pooling=config.pooling,
                             log_var_min=config.log_var_min, log_var_max=config.log_var_max)
-        model = build_model(stats, **model_kwargs)
+        model = build_model(stats, **model_kwargs, run_config={
+            "dataset": getattr(dataset, "config", None), "train": config.to_dict()})
         _compile(model, config)
         rundir.clear_partial(run_dir)  # a resumed run that never completed an epoch
         write_json(run_dir / rundir.CONFIG, {
@@ -413,7 +312,7 @@ def train(data, prefix_length, preset=None, out_dir=None, *, resume=False,
             "model": {k: list(v) if isinstance(v, tuple) else v for k, v in model_kwargs.items()},
             "normalization": stats,
             "data": {"path": data_path, "prefix_length": _stored_length(prefix_length),
-                     "n_points": int(dataset.pH.shape[1]), "n_train": int(len(train_index)),
+                     "n_points": n_points, "n_train": int(len(train_index)),
                      "n_val": int(len(val_index)), "known_names": list(known_names),
                      "target_names": list(target_names),
                      "generation_config": getattr(dataset, "config", None)},
@@ -422,10 +321,17 @@ def train(data, prefix_length, preset=None, out_dir=None, *, resume=False,
         })
 
     encode = target_codec(model).encode
-    x_train, y_train = _batches(dataset, train_index, encode(dataset.targets[train_index]),
-                                config, shuffle=True)
-    x_val, y_val = _batches(dataset, val_index, encode(dataset.targets[val_index]), config,
-                            shuffle=False)
+    train_index, val_index = (shareable_rows(index, distribution)
+                              for index in (train_index, val_index))
+    if stream:
+        x_train = StreamedBatches(dataset, train_index, encode, config.batch_size, shuffle=True,
+                                  seed=config.seed, epoch=initial_epoch)
+        x_val = StreamedBatches(dataset, val_index, encode, config.batch_size, shuffle=False)
+    else:
+        x_train, y_train = _batches(dataset, train_index, encode(dataset.targets[train_index]),
+                                    config, shuffle=True)
+        x_val, y_val = _batches(dataset, val_index, encode(dataset.targets[val_index]), config,
+                                shuffle=False)
 
     plateau = PlateauAfterWarmup(
         factor=config.plateau_factor, patience=config.plateau_patience, min_lr=config.min_lr,
@@ -438,24 +344,26 @@ def train(data, prefix_length, preset=None, out_dir=None, *, resume=False,
     stop = StopOnFile(run_dir / STOP_FILE)
     recorder = rundir.RunRecorder(run_dir, config.epochs, plateau, early_stopping,
                                   checkpoint=state)
-    callbacks = []
+    fit_callbacks = []
     if config.warmup_epochs:
-        callbacks.append(LinearWarmup(config.warmup_epochs, config.learning_rate,
-                                      per=config.warmup_per))
-    callbacks += [plateau, early_stopping, keras.callbacks.TerminateOnNaN(), stop,
-                  HistoryLogger(run_dir / "history.jsonl"), recorder]
+        fit_callbacks.append(LinearWarmup(config.warmup_epochs, config.learning_rate,
+                                          per=config.warmup_per))
+    fit_callbacks += [plateau, early_stopping, keras.callbacks.TerminateOnNaN(), stop,
+                      HistoryLogger(run_dir / "history.jsonl"), recorder, *callbacks]
 
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
     recorder.status("running")
     try:
-        if y_train is None:  # length-grouped batches carry their own targets and order
+        if stream:  # streamed batches come in their own order, a window at a time
+            data_kwargs = dict(x=x_train, validation_data=x_val, shuffle=False)
+        elif y_train is None:  # length-grouped batches carry their own targets and order
             data_kwargs = dict(x=x_train, validation_data=x_val)
         else:
             data_kwargs = dict(x=x_train, y=y_train, validation_data=(x_val, y_val),
                                batch_size=config.batch_size, shuffle=True)
         model.fit(**data_kwargs, epochs=config.epochs, initial_epoch=initial_epoch,
-                  callbacks=callbacks, verbose=verbose)
+                  callbacks=fit_callbacks, verbose=verbose)
     except KeyboardInterrupt:
         recorder.status("interrupted", message=(
             f"interrupted during epoch {recorder.epoch + 1}; resume (--resume) continues "

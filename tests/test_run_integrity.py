@@ -64,7 +64,8 @@ def _iterations(path):
 
 @pytest.mark.parametrize("plan, kill, committed", [
     ("hang", signal.SIGKILL, 3),              # killed mid-epoch 4
-    ("hang", signal.SIGTERM, 3),              # terminated mid-epoch 4 (as Ctrl-C)
+    pytest.param("hang", signal.SIGTERM, 3,    # terminated mid-epoch 4 (as Ctrl-C)
+                 marks=pytest.mark.backend),
     ("die_before_commit", None, 3),           # history line and models written, no commit
     ("die_after_commit", None, 4),            # committed, models not yet renamed
 ])
@@ -255,6 +256,7 @@ def test_an_out_whose_parent_is_a_file_is_one_line(tmp_path):
     _one_line(excinfo)
 
 
+@pytest.mark.backend
 def test_a_nan_epoch_is_written_as_null_and_not_committed(tmp_path):
     base = make_prefixes(n=64)
     targets = base.targets.copy()

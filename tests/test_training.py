@@ -1,6 +1,7 @@
 """train(): run directory, presets, resume, NaN, stop file, and the ei-keras train CLI."""
 
 import dataclasses
+import inspect
 import json
 import os
 import subprocess
@@ -13,9 +14,13 @@ import pytest
 import ei_keras  # noqa: F401
 import keras
 
-from ei_keras.cli import main
+from ei_keras.cli import build_parser, main
 from ei_keras.errors import EiKerasError
-from ei_keras.training import PRESETS, read_history, resolve_config, train
+from ei_keras.models import build_model, model_info
+from ei_keras.cli.train import settings_given
+from ei_keras.settings import ConfigError, flags_of
+from ei_keras.config import PRESETS, TrainConfig, resolve_config
+from ei_keras.training import read_history, train
 from synthetic_prefixes import make_prefixes
 
 TINY = {"filters": [4, 4], "dilations": [1, 2], "pool_sizes": [1, 2], "known_units": [4],
@@ -32,6 +37,7 @@ def tiny_h5(tmp_path_factory):
                              "n_times": 20, "seed": 3}, path, workers=1, progress=False)
 
 
+@pytest.mark.backend
 def test_train_writes_a_complete_run_directory(tmp_path):
     result = train(make_prefixes(), 30.0, "improved", tmp_path / "run", epochs=3, verbose=0,
                    **FAST)
@@ -55,6 +61,8 @@ def test_train_writes_a_complete_run_directory(tmp_path):
     assert status["state"] == "finished" and status["epoch"] == 3
     assert status["best_val_loss"] == pytest.approx(min(r["val_loss"] for r in history))
     best = keras.saving.load_model(run / "best.keras")
+    assert model_info(best)["run_config"] == {"dataset": make_prefixes().config,
+                                              "train": config["train"]}
     out = best.predict_on_batch({"pH": make_prefixes().pH[:2], "t": make_prefixes().t[:2],
                                  "known": make_prefixes().known[:2]})
     assert out["posterior"].shape == (2, 4)
@@ -93,12 +101,59 @@ def test_presets_are_the_issues_recipes():
 
 
 @pytest.mark.parametrize("overrides, text", [
-    ({"learnin_rate": 1.0}, "unknown training setting"), ({"batch_size": 0}, "batch_size"),
-    ({"plateau_factor": 1.5}, "plateau_factor"), ({"pooling": "max"}, "pooling"),
-    ({"model": {"filter": [4]}}, "unknown build_model argument")])
-def test_bad_settings_are_rejected_with_their_value(overrides, text):
-    with pytest.raises(ValueError, match=text):
+    ({"learnin_rate": 1.0}, "unknown training setting(s) learnin_rate; known: preset, "),
+    ({"batch_size": 0}, "Batch size: got 0; allowed: an integer >= 1"),
+    ({"batch_size": np.int64(0)}, "Batch size: got 0; allowed"),
+    ({"learning_rate": np.float64(-1)}, "Learning rate: got -1.0; allowed: a finite number > 0"),
+    ({"plateau_factor": 1.5}, "Plateau factor: got 1.5; allowed: a finite number > 0 and < 1"),
+    ({"pooling": "max"}, "Pooling: got 'max'; allowed: 'weighted' or 'average'"),
+    ({"global_clipnorm": 0}, "Gradient clip (global norm): got 0; allowed: a finite number > 0 "
+                             "or none"),
+    ({"model": {"filter": [4]}}, "config key 'model.filter': unknown key; allowed keys: "
+                                 "filters, "),
+    ({"model": {"dropout": 1.5}}, "Dropout: got 1.5; allowed: a finite number >= 0 and < 1"),
+    ({"model": {"filters": [4, 0]}}, "Channels per TCN block: got [4, 0]; allowed: a "
+                                     "non-empty list of integers >= 1")])
+def test_bad_settings_are_rejected_naming_their_label_and_value(overrides, text):
+    with pytest.raises(ConfigError) as error:
         resolve_config("improved", **overrides)
+    assert str(error.value).startswith(text) and isinstance(error.value, ValueError)
+
+
+def test_network_settings_are_build_model_arguments():
+    from ei_keras.config import ModelConfig
+    from ei_keras.settings import settings_of
+
+    assert {f.name for f in settings_of(ModelConfig)} <= set(
+        inspect.signature(build_model).parameters)
+
+
+def test_every_training_setting_has_a_train_flag(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    shown = capsys.readouterr().out
+    existing = ("--epochs", "--batch-size", "--lr", "--weight-decay", "--clipnorm",
+                "--warmup-epochs", "--plateau-factor", "--plateau-patience",
+                "--early-stopping-patience", "--architecture", "--pooling", "--variance-weight",
+                "--val-fraction", "--max-samples", "--seed", "--preset")
+    assert not [flag for flag in (*flags_of(TrainConfig), *existing) if flag not in shown]
+
+
+def test_train_flags_and_config_file_give_the_settings(tmp_path):
+    saved = resolve_config("baseline", epochs=7, model=TINY).to_dict()
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps(saved))  # e.g. the "train" section of a run's config.json
+    args = build_parser().parse_args([
+        "train", "--data", "x.h5", "--prefix-length", "30", "--config", str(path),
+        "--lr", "0.01", "--clipnorm", "none", "--jit-compile", "false",
+        "--model", '{"filters": [8, 8], "dropout": 0.2}', "--dropout", "0.1",
+        "--max-samples", "50"])
+    settings = settings_given(args)
+    config = resolve_config(settings.pop("preset"), **settings)
+    assert config == dataclasses.replace(
+        resolve_config("baseline", epochs=7), learning_rate=0.01, global_clipnorm=None,
+        jit_compile=False, model={**TINY, "filters": [8, 8], "dropout": 0.1}, max_samples=50)
+    assert resolve_config(**config.to_dict()) == config
 
 
 def test_nan_loss_ends_the_run_as_failed(tmp_path):
@@ -122,6 +177,7 @@ def test_cli_errors_are_one_line(tmp_path, tiny_h5, capsys):
     assert "no prefix of length" in capsys.readouterr().err
 
 
+@pytest.mark.backend
 def test_cli_training_stops_cleanly_on_the_stop_file(tmp_path, tiny_h5):
     """The dashboard's path: a separate process, polled files, a stop request."""
     run = tmp_path / "run"

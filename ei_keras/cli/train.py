@@ -4,25 +4,8 @@ import argparse
 import json
 
 from ei_keras.errors import EiKerasError
-
-# Command-line flag → training setting it overrides (see ei_keras.training.TrainConfig).
-_OVERRIDES = {
-    "epochs": "epochs",
-    "batch_size": "batch_size",
-    "lr": "learning_rate",
-    "weight_decay": "weight_decay",
-    "clipnorm": "global_clipnorm",
-    "warmup_epochs": "warmup_epochs",
-    "plateau_factor": "plateau_factor",
-    "plateau_patience": "plateau_patience",
-    "early_stopping_patience": "early_stopping_patience",
-    "architecture": "architecture",
-    "pooling": "pooling",
-    "variance_weight": "variance_weight",
-    "val_fraction": "val_fraction",
-    "max_samples": "max_samples",
-    "seed": "seed",
-}
+from ei_keras.settings import add_flags, given_flags
+from ei_keras.config import TrainConfig
 
 
 def _prefix_length(text):
@@ -52,30 +35,62 @@ def add_parser(subparsers):
                              "traces of a dataset made with --any-format (use --preset "
                              "anyformat)")
     parser.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/<time>-...)")
-    parser.add_argument("--preset", choices=("improved", "anyformat", "baseline"),
-                        help="training recipe (default: the config file's, else improved)")
     parser.add_argument("--config", metavar="TRAIN.json",
                         help="JSON object of training settings (names as in TrainConfig)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out after its last completed epoch (same "
                         "--data and --prefix-length; only --epochs may change)")
-    parser.add_argument("--epochs", type=int, help="maximum epochs")
-    parser.add_argument("--batch-size", type=int, help="samples per step")
-    parser.add_argument("--lr", type=float, help="peak learning rate")
-    parser.add_argument("--weight-decay", type=float, help="AdamW weight decay (0 = Adam)")
-    parser.add_argument("--clipnorm", type=float, help="global gradient clip norm")
-    parser.add_argument("--warmup-epochs", type=int, help="linear warmup epochs (0 = none)")
-    parser.add_argument("--plateau-factor", type=float, help="learning-rate cut factor")
-    parser.add_argument("--plateau-patience", type=int, help="epochs before a cut")
-    parser.add_argument("--early-stopping-patience", type=int, help="epochs before stopping")
-    parser.add_argument("--architecture", choices=("compact", "recipe", "binned"), help="network")
-    parser.add_argument("--pooling", choices=("weighted", "average"), help="temporal pooling")
-    parser.add_argument("--variance-weight", type=float, help="loss variance-penalty weight")
-    parser.add_argument("--val-fraction", type=float, help="validation share of the samples")
-    parser.add_argument("--max-samples", type=int, help="use only the first N samples")
-    parser.add_argument("--seed", type=int, help="seed of split, weights and shuffling")
+    network = parser.add_argument_group(
+        "network", "each overrides the architecture's value (and --model's, the config "
+        "file's)")
+    add_flags(parser.add_argument_group(
+        "training settings", "each overrides the --config file's and the preset's value "
+        "(default preset: the config file's, else improved)"), TrainConfig,
+        groups={"model": network})
     parser.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
+    _add_execution_flags(parser)
+    add_tracking_flags(parser)
     parser.set_defaults(func=run)
+
+
+def _devices(text):
+    if text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of devices or 'all'; got "
+                                         f"{text!r}") from None
+
+
+def _add_execution_flags(parser):
+    """How the run executes, not what it trains: not training settings; --resume may
+    change them."""
+    group = parser.add_argument_group("execution")
+    group.add_argument("--stream", action="store_true",
+                       help="read the dataset in blocks while training instead of loading it "
+                            "(flat memory for data larger than memory)")
+    group.add_argument("--devices", type=_devices, default=1, metavar="N|all",
+                       help="train data parallel on N devices or all (jax backend only; the "
+                            "batch size must divide evenly); default 1")
+
+
+def add_tracking_flags(parser):
+    """``--track`` and ``--tracking-uri`` (``ei-keras compare`` has them too)."""
+    group = parser.add_argument_group("tracking")
+    group.add_argument("--track", choices=("mlflow",),
+                       help="also log settings, per-epoch loss/val_loss/learning rate and "
+                            "the best model to MLflow (pip install 'ei_keras[mlflow]')")
+    group.add_argument("--tracking-uri", metavar="URI",
+                       help="MLflow tracking URI, e.g. http://host:5000 (default: "
+                            "$MLFLOW_TRACKING_URI, else a folder 'mlruns': beside the run "
+                            "directory for train, in --out for compare)")
+
+
+def check_tracking_flags(args):
+    """Refuse ``--tracking-uri`` without ``--track``."""
+    if args.tracking_uri is not None and args.track is None:
+        raise EiKerasError("--tracking-uri needs --track mlflow")
 
 
 def _read_config(path):
@@ -89,17 +104,32 @@ def _read_config(path):
     return settings
 
 
+def settings_given(args):
+    """The training settings of the ``--config`` file with the flags over them (network
+    flags over the file's network settings)."""
+    settings = _read_config(args.config) if args.config else {}
+    given = given_flags(args, TrainConfig)
+    if "model" in given and isinstance(settings.get("model"), dict):
+        given["model"] = {**settings["model"], **given["model"]}
+    return {**settings, **given}
+
+
 def run(args):
     from ei_keras.training import train
 
-    settings = _read_config(args.config) if args.config else {}
-    preset = args.preset or settings.pop("preset", None)  # None: improved, or the run's own
-    settings.pop("preset", None)
-    for flag, key in _OVERRIDES.items():
-        if getattr(args, flag) is not None:
-            settings[key] = getattr(args, flag)
-    result = train(args.data, args.prefix_length, preset, args.out, resume=args.resume,
-                   verbose=2 if args.quiet else "auto", **settings)
+    settings = settings_given(args)
+    preset = settings.pop("preset", None)  # None: improved, or the run's own
+    check_tracking_flags(args)
+    out, callbacks = args.out, []
+    if args.track:
+        from ei_keras.tracking import MlflowTracker
+        from ei_keras.training import default_run_dir
+
+        out = out or default_run_dir(preset or "improved", args.prefix_length)
+        callbacks.append(MlflowTracker(out, args.tracking_uri))
+    result = train(args.data, args.prefix_length, preset, out, resume=args.resume,
+                   verbose=2 if args.quiet else "auto", stream=args.stream,
+                   devices=args.devices, callbacks=callbacks, **settings)
     last = result.history[-1] if result.history else {}
     losses = [r["val_loss"] for r in result.history if r.get("val_loss") is not None]
     rate = last.get("learning_rate")

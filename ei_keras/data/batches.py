@@ -17,6 +17,27 @@ SORT_WINDOW_BATCHES = 32
 WIDTH_QUANTUM = 32
 
 
+def padded_width(lengths, max_width):
+    """Columns a batch of traces of these ``lengths`` is trimmed to: the longest, rounded
+    up to a multiple of ``WIDTH_QUANTUM``, at most ``max_width``."""
+    width = max(int(np.max(lengths)), 1)
+    return min(max_width, math.ceil(width / WIDTH_QUANTUM) * WIDTH_QUANTUM)
+
+
+def second_of_another_width(widths):
+    """Batch indices reordered so that the second batch differs in width from the first
+    (when any batch does).
+
+    Keras's tensorflow adapter fixes every dimension its first two batches share, so two
+    batches of one width first would make a later, narrower batch fail.
+    """
+    order = list(range(len(widths)))
+    other = next((i for i in order[1:] if widths[i] != widths[0]), None)
+    if other is not None:
+        order[1], order[other] = order[other], order[1]
+    return order
+
+
 class LengthBatches(keras.utils.PyDataset):
     """Batches ``({"pH", "t", "known"}, {"posterior": y})`` of similar-length traces.
 
@@ -52,14 +73,13 @@ class LengthBatches(keras.utils.PyDataset):
             chunks += [part[i:i + self.batch_size] for i in range(0, len(part), self.batch_size)]
         if self.shuffle:
             chunks = [chunks[i] for i in self._rng.permutation(len(chunks))]
-        return chunks
+        return [chunks[i] for i in second_of_another_width([self._width(c) for c in chunks])]
 
     def __len__(self):
         return len(self._batches)
 
     def _width(self, rows):
-        width = max(int(self.lengths[rows].max()), 1)
-        return min(self.pH.shape[1], math.ceil(width / WIDTH_QUANTUM) * WIDTH_QUANTUM)
+        return padded_width(self.lengths[rows], self.pH.shape[1])
 
     def __getitem__(self, index):
         rows = self._batches[index]

@@ -1,13 +1,9 @@
 """Simulated training data written to HDF5: parallel, chunked, deterministic, atomic."""
 
-import contextlib
 import glob
 import json
-import multiprocessing
 import os
 import secrets
-import signal
-import threading
 from pathlib import Path
 
 import h5py
@@ -17,6 +13,7 @@ from tqdm.auto import tqdm
 from ei_keras.config import resolve_dataset_config
 from ei_keras.data.sizes import check_dataset_fits
 from ei_keras.errors import EiKerasError
+from ei_keras.executors import default_workers, pool_results
 from ei_keras.fileio import exclusive_lock, make_dirs, sigterm_as_interrupt, warn
 from ei_keras.simulation import KNOWN_NAMES, LATENT_NAMES
 from ei_keras.simulation.measurement import (
@@ -261,40 +258,7 @@ def _chunk_tasks(config):
             for start, seed in zip(starts, seeds)]
 
 
-def _init_worker():
-    # The parent handles Ctrl-C and stops the pool; SIGTERM from the pool just ends us.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-@contextlib.contextmanager
-def _chunk_results(tasks, workers, function=None):
-    """Iterator over chunk results, computed in ``workers`` forked processes.
-
-    ``function`` (default :func:`_simulate_chunk`) is applied to every task; the sharded
-    generation passes its shard writer. Off the main thread (e.g. a web server's thread)
-    forking is unsafe, so there, as for a single worker or chunk, the chunks run in this
-    process.
-    """
-    function = _simulate_chunk if function is None else function
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    if workers == 1 or len(tasks) == 1 or not in_main_thread:
-        yield map(function, tasks)
-        return
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    context = multiprocessing.get_context(method)
-    with context.Pool(min(workers, len(tasks)), initializer=_init_worker) as pool:
-        yield pool.imap_unordered(function, tasks)
-
-
-def _default_workers():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def generate_dataset(config, path, *, workers=None, progress=True):
+def generate_dataset(config, path, *, workers=None, progress=True, on_progress=None):
     """Simulate a dataset and write it to an HDF5 file.
 
     The file is written next to ``path`` under a temporary name and renamed onto ``path``
@@ -315,6 +279,9 @@ def generate_dataset(config, path, *, workers=None, progress=True):
         thread. The arrays do not depend on it.
     progress : bool
         Show a progress bar on stderr.
+    on_progress : callable, optional
+        Called as ``on_progress(samples_done, n_samples)`` when the work starts and after
+        every chunk written (e.g. :meth:`ei_keras.jobs.JobState.progress`).
 
     Returns
     -------
@@ -330,7 +297,7 @@ def generate_dataset(config, path, *, workers=None, progress=True):
     """
     config = resolve_dataset_config(config)
     if workers is None:
-        workers = _default_workers()
+        workers = default_workers()
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise EiKerasError(f"workers: got {workers!r}; allowed: an integer >= 1")
     path = Path(path)
@@ -347,14 +314,19 @@ def generate_dataset(config, path, *, workers=None, progress=True):
         try:
             with sigterm_as_interrupt(), h5py.File(temporary, "w-") as handle:
                 _create_layout(handle, config)
-                with _chunk_results(tasks, workers) as results, tqdm(
+                with pool_results(tasks, workers, _simulate_chunk) as results, tqdm(
                     total=config["n_samples"], unit="sample", desc="generate",
                     disable=not progress
                 ) as bar:
+                    report = on_progress or (lambda done, total: None)
+                    done = 0
+                    report(done, config["n_samples"])
                     for start, arrays in results:
                         for name, values in arrays.items():
                             handle[name][start:start + len(values)] = values
                         bar.update(len(values))
+                        done += len(values)
+                        report(done, config["n_samples"])
             os.replace(temporary, path)
         except BaseException:
             temporary.unlink(missing_ok=True)
@@ -371,3 +343,32 @@ def _remove_stale_temporaries(path):
         except OSError:
             continue
         warn(f"removed {stale} ({size / 1e6:.1f} MB), left by an interrupted generate run")
+
+
+def preview(config, n_cases=4):
+    """A few cases simulated by the generator's own code (priors, grids, probe model,
+    noise drawn per group): the arrays ``generate_dataset`` writes for the same config
+    with ``n_samples = n_cases`` (at most one chunk, 1000).
+
+    Returns
+    -------
+    dict
+        ``trajectory`` (``t``, ``pH_true``, ``pH_measured``), ``prefixes`` (prefix length
+        [s] → ``t``, ``pH``) and ``parameters`` (one dict of known inputs and latent
+        parameters per case).
+    """
+    if not 1 <= int(n_cases) <= _CHUNK_SIZE:
+        raise EiKerasError(f"n_cases: got {n_cases!r}; allowed: 1–{_CHUNK_SIZE}")
+    config = resolve_dataset_config(config)
+    config.update(n_samples=int(n_cases), any_format=dict(config["any_format"], enabled=False))
+    _, arrays = _simulate_chunk(_chunk_tasks(config)[0])  # the other groups are the same
+    grids = reading_grids(config)
+    prefixes = {float(length): {"t": grids[prefix_group_name(length)],
+                                "pH": arrays[f"{prefix_group_name(length)}/pH"]}
+                for length in config["prefix_lengths"]}
+    parameters = [dict(zip(KNOWN_NAMES + LATENT_NAMES, map(float, (*known, *latent))))
+                  for known, latent in zip(arrays["known"], arrays["latent"])]
+    return {"trajectory": {"t": grids[TRAJECTORY_GROUP],
+                           "pH_true": arrays[f"{TRAJECTORY_GROUP}/pH_true"],
+                           "pH_measured": arrays[f"{TRAJECTORY_GROUP}/pH_measured"]},
+            "prefixes": prefixes, "parameters": parameters}

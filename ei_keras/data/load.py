@@ -107,6 +107,30 @@ def _format_lengths(lengths):
     return ", ".join(f"{length:g}" for length in lengths) or "none"
 
 
+def prefix_group(handle, path, prefix_length):
+    """The group of one prefix length in an open dataset; one line listing the lengths
+    there are when it has none of that length."""
+    groups = _prefix_groups(handle)
+    matches = [g for length, g in groups.items() if np.isclose(length, float(prefix_length))]
+    if not matches:
+        raise EiKerasError(
+            f"dataset {path}: no prefix of length {prefix_length!r} s; available "
+            f"prefix lengths: {_format_lengths(groups)} s"
+        )
+    return matches[0]
+
+
+def any_format_group(handle, path):
+    """The any-format group of an open dataset; one line saying how to make one when it
+    has none."""
+    if ANY_FORMAT_GROUP not in handle:
+        raise EiKerasError(
+            f"dataset {path}: no any-format readings (group {ANY_FORMAT_GROUP}/); "
+            "generate it with --any-format (config any_format.enabled)"
+        )
+    return handle[ANY_FORMAT_GROUP]
+
+
 def load_prefix(path, prefix_length):
     """Load the readings of one prefix length.
 
@@ -128,14 +152,7 @@ def load_prefix(path, prefix_length):
         prefix of that length (the message lists the lengths it has).
     """
     with open_dataset(path) as handle:
-        groups = _prefix_groups(handle)
-        matches = [g for length, g in groups.items() if np.isclose(length, float(prefix_length))]
-        if not matches:
-            raise EiKerasError(
-                f"dataset {path}: no prefix of length {prefix_length!r} s; available "
-                f"prefix lengths: {_format_lengths(groups)} s"
-            )
-        group = matches[0]
+        group = prefix_group(handle, path, prefix_length)
         pH = group["pH"][...].astype(np.float32, copy=False)
         t = np.ascontiguousarray(np.broadcast_to(group["t"][...].astype(np.float32), pH.shape))
         return PrefixData(
@@ -174,12 +191,7 @@ def load_any_format(path):
         any-format group.
     """
     with open_dataset(path) as handle:
-        if ANY_FORMAT_GROUP not in handle:
-            raise EiKerasError(
-                f"dataset {path}: no any-format readings (group {ANY_FORMAT_GROUP}/); "
-                "generate it with --any-format (config any_format.enabled)"
-            )
-        group = handle[ANY_FORMAT_GROUP]
+        group = any_format_group(handle, path)
         lengths = group["prefix_length"][...]
         return PrefixData(
             t=group["t"][...],

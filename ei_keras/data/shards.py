@@ -22,7 +22,6 @@ values without a word, so the loaders call :func:`verify_shards` before reading.
 import contextlib
 import hashlib
 import json
-import logging
 import os
 import secrets
 from pathlib import Path
@@ -33,15 +32,10 @@ from tqdm.auto import tqdm
 
 from ei_keras.config import resolve_dataset_config
 from ei_keras.data import generate as single_file
-from ei_keras.data.generate import (
-    _chunk_results,
-    _chunk_tasks,
-    _create_layout,
-    _default_workers,
-    _simulate_chunk,
-)
+from ei_keras.data.generate import _chunk_tasks, _create_layout, _simulate_chunk
 from ei_keras.data.sizes import check_dataset_fits
 from ei_keras.errors import EiKerasError
+from ei_keras.executors import check_executor, dask_results, pool_results
 from ei_keras.fileio import (
     exclusive_lock,
     make_dirs,
@@ -54,14 +48,8 @@ from ei_keras.fileio import (
 MANIFEST_NAME = "manifest.json"
 DATASET_NAME = "dataset.h5"
 MANIFEST_VERSION = 1
-EXECUTORS = ("local", "dask")
 REGENERATE = "rerun `ei-keras generate` with the same arguments to regenerate it"
 _HASH_BLOCK = 1 << 20
-# glibc settings of the LocalCluster workers started here. Dask's default
-# MALLOC_TRIM_THRESHOLD_=65536 also fixes the mmap threshold at 128 kB, so every chunk
-# array is mmapped and faulted in anew: shards took twice the local pool's time, mostly
-# system time. Large thresholds keep the arrays on the heap (measured: back to par).
-WORKER_MALLOC = {"MALLOC_TRIM_THRESHOLD_": 1 << 28, "MALLOC_MMAP_THRESHOLD_": 1 << 28}
 # sha256 of shard files already hashed by this process, keyed by what a change would
 # alter (path, size, mtime, inode): loading several groups of one dataset hashes once.
 _HASHED = {}
@@ -282,45 +270,8 @@ def _write_virtual_dataset(directory, config, entries, arrays):
     return path
 
 
-def _import_distributed():
-    try:
-        import distributed
-    except ImportError:
-        raise EiKerasError("the dask executor needs the dask extra: pip install "
-                           "'ei_keras[dask]' (or pip install 'distributed>=2024.1')") from None
-    return distributed
-
-
-@contextlib.contextmanager
-def _dask_results(jobs, workers, scheduler):
-    """Shard results from Dask: on ``scheduler`` (an address, or a cluster object), or on
-    a LocalCluster of ``workers`` single-threaded worker processes started here."""
-    distributed = _import_distributed()
-    with contextlib.ExitStack() as stack:
-        if scheduler is None:
-            import dask
-
-            with dask.config.set({f"distributed.nanny.pre-spawn-environ.{name}": value
-                                  for name, value in WORKER_MALLOC.items()}):
-                scheduler = stack.enter_context(distributed.LocalCluster(
-                    n_workers=min(workers, len(jobs)), threads_per_worker=1, processes=True,
-                    dashboard_address=None, silence_logs=logging.ERROR))
-        try:
-            client = stack.enter_context(distributed.Client(scheduler, set_as_default=False))
-        except OSError as error:
-            raise EiKerasError(f"cannot reach the Dask scheduler {scheduler}: {error}") from None
-        run = secrets.token_hex(4)
-        futures = [client.submit(_write_shard, job, key=f"ei-keras-shard-{job[1]:05d}-{run}",
-                                 pure=False) for job in jobs]
-        try:
-            yield (future.result()
-                   for future in distributed.as_completed(futures, loop=client.loop))
-        finally:
-            client.cancel(futures)
-
-
 def generate_sharded(config, directory, *, shards, executor="local", scheduler=None,
-                     workers=None, progress=True):
+                     workers=None, progress=True, on_progress=None):
     """Simulate a dataset into shard files, a manifest and a virtual ``dataset.h5``.
 
     Parameters
@@ -342,6 +293,9 @@ def generate_sharded(config, directory, *, shards, executor="local", scheduler=N
         arrays do not depend on it, nor on the executor.
     progress : bool
         Show a progress bar on stderr.
+    on_progress : callable, optional
+        Called as ``on_progress(samples_done, n_samples)`` when the work starts (shards
+        kept from an earlier run count as done) and after every shard written.
 
     Returns
     -------
@@ -355,21 +309,12 @@ def generate_sharded(config, directory, *, shards, executor="local", scheduler=N
         written by another process, or the dask extra missing.
     """
     config = json.loads(json.dumps(resolve_dataset_config(config)))
-    if executor not in EXECUTORS:
-        raise EiKerasError(f"executor: got {executor!r}; allowed: {', '.join(EXECUTORS)}")
-    if scheduler is not None and executor != "dask":
-        raise EiKerasError("a scheduler needs the dask executor (--executor dask)")
-    if workers is None:
-        workers = _default_workers()
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise EiKerasError(f"workers: got {workers!r}; allowed: an integer >= 1")
+    workers = check_executor(executor, scheduler, workers)
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise EiKerasError(f"output {directory} is a file; with shards the output is a "
                            "directory")
     plan = plan_shards(config, shards)
-    if executor == "dask":
-        _import_distributed()  # before any work
     workers = check_dataset_fits(config, directory / DATASET_NAME, workers,
                                  single_file._CHUNK_SIZE)
     make_dirs(directory)
@@ -390,15 +335,20 @@ def generate_sharded(config, directory, *, shards, executor="local", scheduler=N
                 total=config["n_samples"], initial=done, unit="sample", desc="generate",
                 disable=not progress
             ) as bar:
+                report = on_progress or (lambda done, total: None)
+                report(done, config["n_samples"])
                 if jobs:
-                    results = (_dask_results(jobs, workers, scheduler) if executor == "dask"
-                               else _chunk_results(jobs, workers, function=_write_shard))
+                    results = (dask_results(_write_shard, jobs, workers, scheduler,
+                                            name="ei-keras-shard") if executor == "dask"
+                               else pool_results(jobs, workers, _write_shard))
                     with results as finished:
                         for index, entry, arrays in finished:
                             entries[index] = entry
                             write_json(directory / MANIFEST_NAME,
                                        _manifest(config, plan, entries, arrays, False))
                             bar.update(entry["n_samples"])
+                            done += entry["n_samples"]
+                            report(done, config["n_samples"])
         finally:
             if len(entries) < len(plan):  # workers stopped mid-shard leave temporaries
                 _remove_leftovers(directory, plan)

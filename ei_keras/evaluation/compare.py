@@ -5,8 +5,14 @@ For every prefix length, ``baseline`` and ``improved`` are trained on the same s
 where it has more readings); at ``ablation_prefix`` two more runs isolate weighted vs
 average pooling and the variance penalty. Every best model is scored on a held-out
 test set. Results: ``results.json``, ``table.md`` and ``compare.html`` in ``out_dir``.
+
+The runs train concurrently (:func:`ei_keras.training_runs.run_trainings`: local
+processes or Dask workers) into ``out_dir/runs/<name>``; rerunning into the same
+``out_dir`` keeps the runs that ended and resumes the others. A run that fails is a
+record with ``status: "error"`` and its one-line ``error``; the others are kept.
 """
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +24,8 @@ from ei_keras.errors import EiKerasError
 from ei_keras.evaluation.evaluate import decode_dataset, score_parameter
 from ei_keras.fileio import write_json, write_text
 from ei_keras.inference.posterior import load_model
-from ei_keras.training import train
+from ei_keras.jobs import STATE_FILE, JobState, one_line
+from ei_keras.training_runs import TrainingSpec, run_trainings
 
 
 def planned_runs(prefix_lengths, presets, adaptive_lengths, ablation_prefix):
@@ -61,14 +68,40 @@ def history_summary(history):
 
 def compare(data, out_dir, *, prefix_lengths=(10, 30, 60, 300),
             presets=("baseline", "improved"), test_data, adaptive_data=None,
-            adaptive_test_data=None, ablation_prefix=30, progress=True, **train_overrides):
+            adaptive_test_data=None, ablation_prefix=30, progress=True, executor="local",
+            workers=None, scheduler=None, track=None, tracking_uri=None, **train_overrides):
     """Train and score every planned run; write results.json, table.md, compare.html.
 
     Adaptive-points runs (on ``adaptive_data``, scored on ``adaptive_test_data``) are
     planned only for prefix lengths where that data has more readings than ``data``.
     ``train_overrides`` (e.g. ``epochs=20, max_samples=5000``) apply to every run, so the
-    comparison can be sized to the machine.
+    comparison can be sized to the machine. ``executor``, ``workers`` and ``scheduler``
+    choose where the runs train (:func:`~ei_keras.training_runs.run_trainings`);
+    ``track="mlflow"`` also logs every run to MLflow, at ``tracking_uri`` (default:
+    ``$MLFLOW_TRACKING_URI``, else ``out_dir/mlruns``), experiment ``ei_keras compare
+    <out_dir name>``. Its state (runs done of those planned) is in
+    ``out_dir/status.json`` (:mod:`ei_keras.jobs`).
     """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if track is not None:
+        from ei_keras.tracking import TRACKERS, import_mlflow, resolve_tracking_uri
+
+        if track not in TRACKERS:
+            raise EiKerasError(f"track: got {track!r}; allowed: {', '.join(TRACKERS)}")
+        import_mlflow()
+        tracking_uri = resolve_tracking_uri(tracking_uri, out_dir)
+    elif tracking_uri is not None:
+        raise EiKerasError("a tracking URI needs track='mlflow' (--track mlflow)")
+    where = {"executor": executor, "workers": workers, "scheduler": scheduler,
+             "tracking_uri": tracking_uri}
+    with JobState(out_dir / STATE_FILE, "compare", unit="runs") as job:
+        return _compare(job, data, out_dir, prefix_lengths, presets, test_data, adaptive_data,
+                        adaptive_test_data, ablation_prefix, progress, where, train_overrides)
+
+
+def _compare(job, data, out_dir, prefix_lengths, presets, test_data, adaptive_data,
+             adaptive_test_data, ablation_prefix, progress, where, train_overrides):
     n_points = {(False, length): _n_points(data, length) for length in prefix_lengths}
     if adaptive_data is not None:
         if adaptive_test_data is None:
@@ -78,26 +111,43 @@ def compare(data, out_dir, *, prefix_lengths=(10, 30, 60, 300),
                          for length in prefix_lengths})
     adaptive_lengths = {length for length in prefix_lengths
                         if n_points.get((True, length), 0) > n_points[(False, length)]}
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     if ablation_prefix is not None and ablation_prefix not in prefix_lengths:
         ablation_prefix = prefix_lengths[0]
-    results = []
-    for name, length, preset, adaptive, overrides in planned_runs(
-            prefix_lengths, presets, adaptive_lengths, ablation_prefix):
-        source = adaptive_data if adaptive else data
-        result = train(source, length, preset, out_dir / "runs" / name,
-                       verbose=1 if progress else 0, **{**train_overrides, **overrides})
+    runs = planned_runs(prefix_lengths, presets, adaptive_lengths, ablation_prefix)
+    job.update(total=len(runs), planned=[run[0] for run in runs])
+    experiment = f"ei_keras compare {out_dir.resolve().name}"
+    specs = [TrainingSpec(name, os.fspath(adaptive_data if adaptive else data), length,
+                          os.fspath(out_dir / "runs" / name), preset,
+                          {**train_overrides, **overrides}, where["tracking_uri"], experiment)
+             for name, length, preset, adaptive, overrides in runs]
+    plan, records = {run[0]: run for run in runs}, {}
+
+    def record_outcome(outcome):
+        name, length, preset, adaptive, overrides = plan[outcome.spec.name]
         record = {"name": name, "prefix_length": length, "preset": preset,
-                  "adaptive": adaptive, "overrides": overrides, "status": result.status,
-                  "run_dir": str(result.run_dir), **history_summary(result.history),
-                  "learning_rate": [row["learning_rate"] for row in result.history],
-                  "val_loss": [row["val_loss"] for row in result.history]}
-        record["n_points"] = n_points[(adaptive, length)]
-        record["test"] = _test_metrics(result.best_path,
-                                       adaptive_test_data if adaptive else test_data, length)
-        results.append(record)
-        write_json(out_dir / "results.json", results)
+                  "adaptive": adaptive, "overrides": overrides,
+                  "n_points": n_points[(adaptive, length)],
+                  "run_dir": os.fspath(outcome.spec.out_dir)}
+        try:
+            if outcome.error is not None:
+                raise EiKerasError(outcome.error)
+            history = outcome.result.history
+            record.update(status=outcome.result.status, **history_summary(history),
+                          learning_rate=[row["learning_rate"] for row in history],
+                          val_loss=[row["val_loss"] for row in history],
+                          test=_test_metrics(outcome.result.best_path,
+                                             adaptive_test_data if adaptive else test_data,
+                                             length))
+        except Exception as error:  # this run's failure; the others go on
+            record.update(status="error", error=one_line(error))
+        records[name] = record
+        write_json(out_dir / "results.json", [records[run[0]] for run in runs
+                                              if run[0] in records])
+        job.progress(len(records))
+
+    run_trainings(specs, executor=where["executor"], workers=where["workers"],
+                  scheduler=where["scheduler"], progress=progress, on_outcome=record_outcome)
+    results = [records[run[0]] for run in runs]
     write_text(out_dir / "table.md", results_table(results))
     write_text(out_dir / "compare.html", comparison_page(results))
     return results
@@ -122,6 +172,9 @@ def results_table(results):
               "|---|---|---|---|---|---|---|---|---|---|---|\n")
     rows = []
     for r in results:
+        if r["status"] == "error":
+            rows.append(f"| {r['name']} | {r['n_points']} | error: {r['error']} |" + " |" * 8)
+            continue
         activity, k_d = r["test"]["activity"], r["test"]["k_d"]
         rows.append(
             f"| {r['name']} | {r['n_points']} | {r['epochs']} | {r['best_val_nll']:.3f} | {r['final_val_nll']:.3f} "
@@ -134,6 +187,8 @@ def comparison_page(results):
     """Validation NLL and learning-rate curves of every run, and the table."""
     figure = make_subplots(rows=1, cols=2, subplot_titles=("validation NLL", "learning rate"))
     for r in results:
+        if r["status"] == "error":
+            continue
         epochs = list(range(1, r["epochs"] + 1))
         figure.add_trace(go.Scatter(x=epochs, y=r["val_loss"], name=r["name"],
                                     legendgroup=r["name"]), row=1, col=1)
