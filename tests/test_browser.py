@@ -52,6 +52,10 @@ def test_generate_train_analyse_in_chromium(server):
             page.locator(".stPlotlyChart .js-plotly-plot").first.wait_for()
             _idle(page)
             screenshot(page, "01-data-first-open.png")
+            assert page.url.endswith("/data")  # "/" opens Data, at Data's own address
+            page.goto(f"{server}/train")
+            page.get_by_role("heading", name="Start a run").wait_for()
+            assert page.get_by_text("Page not found").count() == 0
 
             # A model does not exist yet: Analyse says how to get one (or shows the shipped one).
             page.get_by_role("link", name="Analyse").click()
@@ -70,7 +74,10 @@ def test_generate_train_analyse_in_chromium(server):
             _commit(page, "Readings per prefix", 40)
             _commit(page, "Prefix lengths [s]", "10")
             page.get_by_role("button", name="Generate").click()
-            page.get_by_text("Generating").first.wait_for()
+            # 64 samples take about a second (the generator imports no keras): the job may
+            # end before the page shows it running.
+            page.get_by_text("Generating").or_(page.get_by_text("Dataset tiny is ready")) \
+                .first.wait_for()
             screenshot(page, "03-data-generating.png")
             page.get_by_text("Dataset tiny is ready").wait_for()
             screenshot(page, "04-data-generated.png")
@@ -82,7 +89,7 @@ def test_generate_train_analyse_in_chromium(server):
             page.locator(".st-key-train_dataset").click()
             page.get_by_role("option", name="tiny (64 samples)").click()
             _idle(page)
-            page.get_by_text("Hyperparameters (preset values; change any)").click()
+            page.get_by_text("Training settings (preset values; change any)").click()
             _commit(page, "Epochs (maximum)", 2)
             _commit(page, "Batch size", 32)
             page.get_by_role("button", name="Start training").click()

@@ -23,7 +23,18 @@ if str(ROOT) not in sys.path:
 import streamlit as st  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from dashboard import figures, services  # noqa: E402
+import ei_keras  # noqa: E402
+from dashboard import analysis, cache, comparisons, forms, jobs, sources, words  # noqa: E402
+from dashboard.workspace import (  # noqa: E402
+    MAX_UPLOAD_MB,
+    WORKSPACE_ENV,
+    default_model,
+    save_model_upload,
+)
+from ei_keras.errors import EiKerasError  # noqa: E402
+from ei_keras.inference.traces import ANY_FORMAT, reading_times, simulated_trace  # noqa: E402
+from ei_keras.simulation import label  # noqa: E402
+from ei_keras.simulation.priors import prior_midpoints  # noqa: E402
 from ei_keras import generate_dataset  # noqa: E402
 
 APP = str(ROOT / "dashboard" / "app.py")
@@ -40,8 +51,8 @@ TINY_ANY = dict(TINY, any_format={"enabled": True, "prefix_length_s": [5.0, 600.
 def workspace(tmp_path, monkeypatch):
     """An empty workspace, no shipped model, fresh caches."""
     root = tmp_path / "workspace"
-    monkeypatch.setenv(services.WORKSPACE_ENV, str(root))
-    monkeypatch.setattr(services, "default_model", lambda: None)
+    monkeypatch.setenv(WORKSPACE_ENV, str(root))
+    monkeypatch.setattr(analysis, "default_model", lambda: None)
     st.cache_data.clear()
     st.cache_resource.clear()
     return root
@@ -121,7 +132,7 @@ def wait_for(predicate, timeout, what):
 def test_first_open_creates_demo_dataset_and_shows_every_setting(workspace):
     at = app()
     assert_clean(at)
-    assert (workspace / "datasets" / f"{services.DEMO_NAME}.h5").exists()
+    assert (workspace / "datasets" / f"{cache.DEMO_NAME}.h5").exists()
     assert [title.value for title in at.title] == ["Data"]
     for key in ("data_n_samples", "data_seed", "data_t_max", "data_n_times",
                 "data_prefix_n_points", "data_target_dt", "data_noise_std",
@@ -130,33 +141,58 @@ def test_first_open_creates_demo_dataset_and_shows_every_setting(workspace):
         assert at.number_input(key=key) is not None
     assert at.text_input(key="data_prefix_lengths").value == "10, 30, 60, 300"
     assert at.multiselect(key="data_infer_params").value == ["activity", "k_d"]
-    for key in ("data_adaptive", "data_add_noise", "data_probe_lag", "data_offset",
-                "data_any_format"):
+    for key in ("data_adaptive_n_points", "data_add_noise", "data_probe_lag",
+                "data_probe_offset", "data_any_format"):
         assert at.toggle(key=key) is not None
     assert "data_preview_chart" in chart_keys(at)
     assert not at.button(key="data_generate").disabled
-    assert at.dataframe[0].value["name"].tolist() == [services.DEMO_NAME]
+    assert at.dataframe[0].value["name"].tolist() == [cache.DEMO_NAME]
 
 
-@pytest.mark.parametrize("key, value, field", [
-    ("data_n_samples", 0, "n_samples"),
-    ("data_n_times", 1, "n_times"),
-    ("data_range_activity_low", 5.0, "param_ranges.activity"),
-    ("data_noise_std", -0.1, "measurement_model.noise_std"),
+@pytest.mark.parametrize("key, value, label", [
+    ("data_n_samples", 0, "Number of samples: got 0"),
+    ("data_n_times", 1, "Points on the full trajectory: got 1"),
+    ("data_range_activity_low", 5.0, "Prior range of Activity: got [5.0, 1.0]"),
+    ("data_noise_std", -0.1, "Noise σ [pH]: got -0.1"),
 ])
-def test_invalid_setting_shows_message_and_blocks_generate(workspace, key, value, field):
+def test_invalid_setting_shows_message_and_blocks_generate(workspace, key, value, label):
     at = app()
     at.number_input(key=key).set_value(value).run()
     assert_clean(at)
-    assert f"'{field}'" in messages(at.error)
+    assert label in messages(at.error)
     assert at.button(key="data_generate").disabled
     assert "data_preview_chart" not in chart_keys(at)
+
+
+def test_every_dataset_and_training_setting_has_a_form_entry(workspace):
+    """The forms are made from the typed settings: a new setting needs no page edit."""
+    from ei_keras.config import DatasetConfig
+    from ei_keras.settings import settings_of
+    from ei_keras.config import TrainConfig
+
+    def keys(cls, prefix):
+        for field in settings_of(cls):
+            if "section" in field.metadata:
+                yield from keys(field.metadata["section"], prefix)
+            elif field.metadata["fields"]:
+                yield from keys(field.metadata["fields"], prefix)
+            elif field.metadata["kind"] == "ranges":
+                yield from (f"{prefix}range_{name}_{end}" for name in field.default_factory()
+                            for end in ("low", "high"))
+            elif field.name != "preset":
+                yield forms.widget_key(prefix, field)
+
+    at = app()
+    missing = [key for key in keys(DatasetConfig, "data_") if key not in at.session_state]
+    at = app("train")
+    missing += [key for key in keys(TrainConfig, "train_improved_") if key not in at.session_state]
+    assert not missing
 
 
 def test_invalid_prefix_lengths_and_targets_are_explained(workspace):
     at = app()
     at.text_input(key="data_prefix_lengths").set_value("10, soon").run()
-    assert "prefix_lengths" in messages(at.error)
+    assert "Prefix lengths [s]: got '10, soon'" in messages(at.error)
     at.text_input(key="data_prefix_lengths").set_value("10, 30").run()
     at.toggle(key="data_probe_lag").set_value(False).run()
     at.multiselect(key="data_infer_params").set_value(["activity", "k_d", "tau_probe"]).run()
@@ -169,7 +205,7 @@ def test_invalid_prefix_lengths_and_targets_are_explained(workspace):
 
 def test_existing_dataset_name_is_refused(workspace):
     at = app()
-    at.text_input(key="data_name").set_value(services.DEMO_NAME).run()
+    at.text_input(key="data_name").set_value(cache.DEMO_NAME).run()
     at.button(key="data_generate").click().run()
     assert_clean(at)
     assert "exists already" in messages(at.error)
@@ -183,9 +219,9 @@ def test_train_page_widgets(workspace):
     at = app("train")
     assert_clean(at)
     assert [title.value for title in at.title] == ["Train"]
-    assert at.selectbox(key="train_dataset").value == services.DEMO_NAME
+    assert at.selectbox(key="train_dataset").value == cache.DEMO_NAME
     assert at.selectbox(key="train_prefix").value == 30.0
-    assert set(at.radio(key="train_preset").options) == set(services.presets()) >= {
+    assert set(at.radio(key="train_preset").options) == set(forms.presets()) >= {
         "improved", "baseline"}
     assert at.number_input(key="train_improved_epochs").value == 200
     at.radio(key="train_preset").set_value("baseline").run()
@@ -196,75 +232,77 @@ def test_train_page_widgets(workspace):
 
 def test_invalid_hyperparameter_blocks_start(workspace):
     at = app("train")
-    at.number_input(key="train_improved_learning_rate").set_value(0.0).run()
+    at.number_input(key="train_improved_lr").set_value(0.0).run()
     assert_clean(at)
-    assert "learning_rate" in messages(at.error)
+    assert "Learning rate: got 0.0; allowed: a finite number > 0" in messages(at.error)
     assert at.button(key="train_start").disabled
+    at.number_input(key="train_improved_lr").set_value(0.001).run()
+    at.number_input(key="train_improved_dropout").set_value(1.5).run()
+    assert "Dropout: got 1.5; allowed: a finite number >= 0 and < 1" in messages(at.error)
+    at.number_input(key="train_improved_dropout").set_value(None).run()
+    at.text_input(key="train_improved_filters").set_value("16, x").run()
+    assert "Channels per TCN block: got '16, x'" in messages(at.error)
+    at.text_input(key="train_improved_filters").set_value("16, 16, 16").run()
+    assert not at.error and not at.button(key="train_start").disabled
 
 
-def test_crashed_run_shows_a_readable_message(workspace):
-    run_dir = workspace / "runs" / "20200101-000000-improved-30s-dead00"
-    run_dir.mkdir(parents=True)
-    (run_dir / "job.json").write_text(json.dumps({
-        "kind": "train", "dataset_name": "demo", "prefix_length": 30.0, "preset": "improved",
-        "pid": 999999999, "started": time.time()}))
-    (run_dir / "exit_code").write_text("1")
-    (run_dir / "train.log").write_text(
-        "Epoch 1/5\nTraceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n"
-        "    boom()\nMemoryError: cannot allocate 12 GB\n")
+def test_failed_and_killed_runs_show_the_job_s_own_state(workspace):
+    runs = workspace / "runs"
+    for name, status in (("failed", {"state": "failed", "message": "MemoryError: cannot "
+                                     "allocate 12 GB", "pid": 999999999}),
+                         ("killed", {"state": "running", "pid": 999999999, "done": 1})):
+        run_dir = runs / f"20200101-000000-improved-30s-{name}"
+        run_dir.mkdir(parents=True)
+        (run_dir / "job.json").write_text(json.dumps({
+            "kind": "train", "dataset_name": "demo", "prefix_length": 30.0,
+            "preset": "improved", "pid": 999999999, "started": time.time()}))
+        (run_dir / "status.json").write_text(json.dumps(dict(status, kind="train")))
     at = app("train")
     assert_clean(at)
+    assert at.dataframe[0].value["status"].tolist() == ["crashed", "crashed"]
+    assert "pid 999999999) ended without reporting how" in messages(at.error)  # newest first
+    at.selectbox(key="train_view").set_value("20200101-000000-improved-30s-failed").run()
     text = messages(at.error)
-    assert "crashed" in text and "MemoryError: cannot allocate 12 GB" in text
-    assert at.dataframe[0].value["status"].tolist() == ["crashed"]
-
-
-def test_readable_error_prefers_the_cli_line_and_never_shows_frames():
-    log = "Traceback (most recent call last):\n  File \"a.py\", line 2\nValueError: bad\n"
-    assert services.readable_error(log) == "the process stopped with an error: ValueError: bad"
-    cli = "loading\nei-keras train: error: dataset x.h5: no such file\n"
-    assert services.readable_error(cli, 2) == "ei-keras train: error: dataset x.h5: no such file"
-    assert "signal 9" in services.readable_error("", -9)
-    assert "File" not in services.log_tail(log)
+    assert "crashed" in text and "training failed: MemoryError: cannot allocate 12 GB" in text
 
 
 def test_runs_get_unique_directories_and_stop_writes_the_stop_file(workspace, monkeypatch):
     launched = []
-    monkeypatch.setattr(services, "_launch", lambda argv, job_dir, log, meta: launched.append(
-        (argv, job_dir)))
-    services.ensure_demo_dataset()
-    demo = workspace / "datasets" / f"{services.DEMO_NAME}.h5"
-    first = services.start_training(demo, 30, "improved", {"epochs": 2})
-    second = services.start_training(demo, 30, "improved", {"epochs": 2})
+    monkeypatch.setattr(jobs, "launch", lambda argv, job_dir, log, meta: launched.append(
+        ([str(a) for a in argv], job_dir)))
+    cache.ensure_demo_dataset()
+    demo = workspace / "datasets" / f"{cache.DEMO_NAME}.h5"
+    first = jobs.start_training(demo, 30, "improved", {"epochs": 2})
+    second = jobs.start_training(demo, 30, "improved", {"epochs": 2})
     assert first != second and first.parent == second.parent == workspace / "runs"
     argv = launched[0][0]
-    assert argv[:4] == [sys.executable, "-m", "ei_keras.cli", "train"]
+    assert argv[0] == "train"
     assert argv[argv.index("--out") + 1] == str(first)
     assert json.loads((first / "overrides.json").read_text()) == {"epochs": 2}
-    services.request_stop(first)
+    jobs.request_stop(first)
     assert (first / "stop").exists() and not (second / "stop").exists()
-    with pytest.raises(services.EiKerasError, match="no 7 s prefix"):
-        services.start_training(demo, 7, "improved")
+    with pytest.raises(EiKerasError, match="no 7 s prefix"):
+        jobs.start_training(demo, 7, "improved")
 
 
 def test_any_format_training_is_offered_and_launched(workspace, any_format_run, monkeypatch):
     launched = []
-    monkeypatch.setattr(services, "_launch", lambda argv, job_dir, log, meta: launched.append(
-        (argv, meta)))
+    monkeypatch.setattr(jobs, "launch", lambda argv, job_dir, log, meta: launched.append(
+        ([str(a) for a in argv], meta)))
     install_trained(workspace, any_format_run)
     at = app("train")
     assert_clean(at)
     assert at.selectbox(key="train_prefix").options == [
-        "10 s prefix", services.format_label(services.ANY_FORMAT)]
+        "10 s prefix", sources.format_label(ANY_FORMAT)]
     data = workspace / "datasets" / "tiny_any.h5"
-    run_dir = services.start_training(data, services.ANY_FORMAT, "anyformat", {"epochs": 1})
+    run_dir = jobs.start_training(data, ANY_FORMAT, "anyformat", {"epochs": 1})
     argv, meta = launched[0]
     assert argv[argv.index("--prefix-length") + 1] == "any" and meta["prefix_length"] == "any"
     assert "-anyformat-any-" in run_dir.name
     fixed = generate_dataset(TINY, workspace / "datasets" / "fixed.h5", workers=1,
                              progress=False)
-    with pytest.raises(services.EiKerasError, match="no any-format traces"):
-        services.start_training(fixed, services.ANY_FORMAT, "anyformat")
+    with pytest.raises(EiKerasError, match="no any-format traces"):
+        jobs.start_training(fixed, ANY_FORMAT, "anyformat")
 
 
 # ---------------------------------------------------------------------------------------
@@ -287,9 +325,11 @@ def test_analyse_dataset_trace_shows_attention_uncertainty_and_forecast(workspac
     assert at.selectbox(key="analyse_dataset").value == "tiny"
     assert {"analyse_attention_chart", "analyse_posterior_chart", "analyse_forecast_chart",
             "analyse_recovery_chart", "analyse_calibration_chart"} <= chart_keys(at)
-    assert "Time to pH" in messages(at.markdown) or "not reached" in messages(at.markdown)
+    forecast = messages(at.markdown)
+    assert "time to pH 8.5: median" in forecast or "not reached within 2000 s" in forecast
+    assert "inf" not in forecast
     table = at.dataframe[0].value
-    assert list(table["parameter"]) == [services.label("activity"), services.label("k_d")]
+    assert list(table["parameter"]) == [label("activity"), label("k_d")]
     assert np.isfinite(table["truth"]).all()
 
 
@@ -353,7 +393,7 @@ def test_analyse_long_simulated_trace_with_an_any_format_model(workspace, any_fo
     for _, row in table.iterrows():
         low, high = (float(v) for v in row["90 % interval"].split(" – "))
         assert low <= row["median"] <= high
-    k_d = table[table["parameter"] == services.label("k_d")].iloc[0]
+    k_d = table[table["parameter"] == label("k_d")].iloc[0]
     assert float(k_d["95 % interval"].split(" – ")[0]) >= 0  # bounded: never below 0
 
 
@@ -398,11 +438,11 @@ def test_any_format_dataset_traces(workspace, any_format_run):
     install_trained(workspace, any_format_run)
     at = app("analyse")
     assert at.selectbox(key="analyse_dataset").value == "tiny_any"
-    assert at.selectbox(key="analyse_prefix").value == services.ANY_FORMAT
+    assert at.selectbox(key="analyse_prefix").value == ANY_FORMAT
     at.number_input(key="analyse_case").set_value(5).run()
     assert_clean(at)
     assert not at.error, messages(at.error)
-    data = services.load_any_format_cached(workspace / "datasets" / "tiny_any.h5")
+    data = cache.traces_cached(workspace / "datasets" / "tiny_any.h5", ANY_FORMAT)
     assert f"{int(data.lengths[5])} readings over" in messages(at.caption)
     assert {"analyse_attention_chart", "analyse_recovery_chart",
             "analyse_calibration_chart"} <= chart_keys(at)
@@ -430,11 +470,12 @@ def test_upload_limit_is_configured(monkeypatch):
     from ei_keras.inference.model_file import MAX_ARCHIVE_MB
 
     config = (ROOT / "dashboard" / ".streamlit" / "config.toml").read_text()
-    assert f"maxUploadSize = {services.MAX_UPLOAD_MB}" in config
-    assert services.MAX_UPLOAD_MB == MAX_ARCHIVE_MB
-    monkeypatch.setattr(services, "MAX_UPLOAD_MB", 1)  # the check, without 256 MB of bytes
-    with pytest.raises(services.EiKerasError, match="limit"):
-        services.save_upload(b"PK" + b"0" * (1024 * 1024), "big.keras")
+    assert f"maxUploadSize = {MAX_UPLOAD_MB}" in config
+    assert "showEmailPrompt = false" in config  # else a first run with a display stops there
+    assert MAX_UPLOAD_MB == MAX_ARCHIVE_MB
+    monkeypatch.setattr("dashboard.workspace.MAX_UPLOAD_MB", 1)  # the check, not 256 MB
+    with pytest.raises(EiKerasError, match="limit"):
+        save_model_upload(b"PK" + b"0" * (1024 * 1024), "big.keras")
 
 
 # The coloured box each verdict of the exact check is shown in.
@@ -447,9 +488,9 @@ def test_exact_check_shows_verdict_and_ess_once_per_trace(workspace, trained_run
 
     def refine(*args, **kwargs):  # the package's, counted and with fewer draws (fast)
         calls.append(1)
-        return services.ei_keras.refine(*args, **dict(kwargs, n_samples=400))
+        return ei_keras.refine(*args, **dict(kwargs, n_samples=400))
 
-    monkeypatch.setattr(services, "refine", refine)
+    monkeypatch.setattr(analysis, "refine", refine)
     install_trained(workspace, trained_run)
     at = app("analyse")
     assert "few seconds" in messages(at.caption)
@@ -490,9 +531,9 @@ def test_exact_check_errors_and_verdict_boxes(workspace, trained_run, monkeypatc
                 "ess": 42.0, "verdict": verdict, "reason": f"the reason for {verdict}",
                 "diagnostics": {"n_draws": 2000, "noise_std": 0.01, "seconds": 0.5}}
 
-    monkeypatch.setattr(services, "refine", refine)
+    monkeypatch.setattr(analysis, "refine", refine)
     at = app("analyse")
-    outcome["error"] = services.EiKerasError(
+    outcome["error"] = EiKerasError(
         "substrate_mM = 500 is outside the range the model was trained on (1–100). Pass "
         "allow_extrapolation=True (CLI: --allow-extrapolation) to get it anyway, flagged")
     at.button(key="analyse_exact_button").click().run()
@@ -532,11 +573,11 @@ def test_generate_train_analyse_with_subprocesses(workspace):
     at.text_input(key="data_prefix_lengths").set_value("10").run()
     at.button(key="data_generate").click().run()
     assert_clean(at)
-    jobs = services.generation_jobs()
-    assert len(jobs) == 1 and jobs[0]["name"] == "tiny"
-    job = wait_for(lambda: next((j for j in services.generation_jobs()
-                                 if j["state"] != services.RUNNING), None), TIMEOUT, "generation")
-    assert job["state"] == services.FINISHED, job["message"]
+    started = jobs.generation_jobs()
+    assert len(started) == 1 and started[0]["name"] == "tiny"
+    job = wait_for(lambda: next((j for j in jobs.generation_jobs()
+                                 if j["state"] != jobs.RUNNING), None), TIMEOUT, "generation")
+    assert job["state"] == jobs.FINISHED, job["message"]
     at.run()
     assert_clean(at)
     assert "tiny" in at.dataframe[0].value["name"].tolist()
@@ -549,9 +590,9 @@ def test_generate_train_analyse_with_subprocesses(workspace):
     at.number_input(key="train_improved_batch_size").set_value(32).run()
     at.button(key="train_start").click().run()
     assert_clean(at)
-    run = wait_for(lambda: next((r for r in services.list_runs()
-                                 if r["state"] != services.RUNNING), None), TIMEOUT, "training")
-    assert run["state"] == services.FINISHED, run["message"]
+    run = wait_for(lambda: next((r for r in jobs.list_runs()
+                                 if r["state"] != jobs.RUNNING), None), TIMEOUT, "training")
+    assert run["state"] == jobs.FINISHED, run["message"]
     assert run["epoch"] == 2 and run["best_model"]
     at.run()
     assert_clean(at)
@@ -567,8 +608,6 @@ def test_generate_train_analyse_with_subprocesses(workspace):
 
 
 def test_compare_page_runs_a_tiny_comparison(workspace):
-    if not services.compare_available():
-        pytest.skip("this ei_keras has no compare command, so the dashboard has no Compare page")
     at = app("compare")
     assert_clean(at)
     assert "test dataset" in messages(at.info)
@@ -586,9 +625,9 @@ def test_compare_page_runs_a_tiny_comparison(workspace):
     at.number_input(key="compare_epochs").set_value(1).run()
     at.button(key="compare_start").click().run()
     assert_clean(at)
-    info = wait_for(lambda: next((c for c in services.list_comparisons()
-                                  if c["state"] != services.RUNNING), None), TIMEOUT, "compare")
-    assert info["state"] == services.FINISHED, info["message"]
+    info = wait_for(lambda: next((c for c in comparisons.list_comparisons()
+                                  if c["state"] != jobs.RUNNING), None), TIMEOUT, "compare")
+    assert info["state"] == jobs.FINISHED, info["message"]
     at.run()
     assert_clean(at)
     table = at.dataframe[0].value
@@ -596,66 +635,22 @@ def test_compare_page_runs_a_tiny_comparison(workspace):
     assert "compare_chart" in chart_keys(at)
 
 
-# ---------------------------------------------------------------------------------------
-# Figures (no Streamlit)
-# ---------------------------------------------------------------------------------------
-
-def test_figures_build_from_plain_data():
-    history = [{"epoch": e, "loss": 5.0 / e, "val_loss": 6.0 / e, "learning_rate": 1e-3}
-               for e in range(1, 8)]
-    figure = figures.training_figure(history, warmup_epochs=3, best_epoch=7)
-    assert {trace.name for trace in figure.data} >= {"loss", "val_loss", "learning rate"}
-    assert figure.layout.yaxis2.type == "linear"  # one rate: no log axis over nothing
-    history[-1]["learning_rate"] = 1e-5
-    assert figures.training_figure(history).layout.yaxis2.type == "log"
-    posterior = {"activity": {"median": 0.1, "lo50": 0.05, "hi50": 0.2, "lo90": 0.02,
-                              "hi90": 0.5, "lo95": 0.01, "hi95": 1.0}}
-    figure = figures.posterior_figure(posterior, {"activity": 0.12})
-    assert figure.layout.xaxis.type == "log"
-    assert any(trace.name == "truth" for trace in figure.data)
-    t = np.arange(10.0)
-    attention = np.r_[np.full(8, 1 / 8), 0, 0]  # the last two readings were cut
-    information = {"activity": np.linspace(1, 4, 8), "k_d": np.linspace(0, 9, 8)}
-    figure = figures.attention_figure(t, 7 + 0.1 * t, attention, information,
-                                      {"activity": 0.5, "k_d": float("nan")}, used=8)
-    lines = {trace.name: trace for trace in figure.data if trace.xaxis == "x2"}
-    assert set(lines) == {"attention (scaled)", "activity information (ρ = 0.50 with attention)",
-                          "k_d [1/s] information (ρ n/a with attention)"}
-    assert all(max(trace.y) == 1 and len(trace.x) == 8 for trace in lines.values())
-    assert len(figure.layout.shapes) == 2  # the unread readings shaded in both panels
-    assert len(figures.attention_figure(t, t, attention).data) == 2
-
-
-def test_exact_figure_overlays_both_posteriors():
-    exact = {"activity": {"median": 0.05, "lo50": 0.045, "hi50": 0.055, "lo90": 0.04,
-                          "hi90": 0.06},
-             "k_d": {"median": 1e-3, "lo50": 8e-4, "hi50": 1.2e-3, "lo90": 5e-4, "hi90": 2e-3}}
-    network = {"activity": dict(exact["activity"], lo90=0.01, hi90=0.2), "k_d": exact["k_d"]}
-    figure = figures.exact_figure(network, exact, {"activity": 0.05, "k_d": None})
-    assert figure.layout.xaxis.type == "log" and figure.layout.xaxis2.type != "log"
-    names = {trace.name for trace in figure.data if trace.showlegend}
-    assert names == {f"{who}: {what}" for who in ("network", "exact")
-                     for what in ("50 % interval", "90 % interval", "median")} | {"truth"}
-    wide = next(trace for trace in figure.data if trace.name == "network: 90 % interval")
-    assert tuple(wide.x) == (0.01, 0.2) and wide.xaxis == "x"
-
-
 def test_package_messages_in_dashboard_words():
-    text = services.in_dashboard_words(
+    text = words.in_dashboard_words(
         "substrate_mM = 500 is outside the range the model was trained on (1–100); the answer "
         "would be an extrapolation. Pass allow_extrapolation=True (CLI: --allow-extrapolation) "
         "to get it anyway, flagged")
     assert text.startswith("Urea (substrate) = 500 mM is outside")
     assert text.endswith("Tick “Allow extrapolation” to get an answer anyway, flagged as one.")
-    assert "say so with the “Time in minutes” switch" in services.in_dashboard_words(
+    assert "say so with the “Time in minutes” switch" in words.in_dashboard_words(
         "if the times are in minutes, say so (CLI: --minutes)")
-    assert services.reading_times(300, 1.0)[-1] == 300
-    assert len(services.reading_times(30, 30 / 99)) == 100
+    assert reading_times(300, 1.0)[-1] == 300
+    assert len(reading_times(30, 30 / 99)) == 100
     fixed = {"any_format": False, "prefix_length": 30.0, "domain": None}
     dataset = {"any_format": True, "prefix_lengths": [10.0, 30.0, 60.0]}
-    assert services.dataset_formats(dataset, fixed) == [30.0, 10.0, services.ANY_FORMAT, 60.0]
-    assert services.dataset_formats(dataset, dict(fixed, any_format=True))[0] == services.ANY_FORMAT
-    assert services.simulation_defaults(fixed) == (30.0, 30 / 99)
+    assert sources.dataset_formats(dataset, fixed) == [30.0, 10.0, ANY_FORMAT, 60.0]
+    assert sources.dataset_formats(dataset, dict(fixed, any_format=True))[0] == ANY_FORMAT
+    assert sources.simulation_defaults(fixed) == (30.0, 30 / 99)
 
 
 # ---------------------------------------------------------------------------------------
@@ -665,10 +660,10 @@ def test_package_messages_in_dashboard_words():
 @pytest.fixture
 def live_workspace(tmp_path, monkeypatch):
     """An empty workspace with the shipped model available, fresh caches."""
-    if services.default_model() is None:
+    if default_model() is None:
         pytest.skip("this ei_keras has no shipped model")
     root = tmp_path / "workspace"
-    monkeypatch.setenv(services.WORKSPACE_ENV, str(root))
+    monkeypatch.setenv(WORKSPACE_ENV, str(root))
     st.cache_data.clear()
     st.cache_resource.clear()
     return root
@@ -755,7 +750,7 @@ def test_live_random_prior_draw_and_dataset_trace(live_workspace):
     assert_clean(at)
     at.button(key="live_start").click().run()
     state = live_tick(at, 0.5)
-    assert state["settings"]["trace"]["source"].startswith(services.DEMO_NAME)
+    assert state["settings"]["trace"]["source"].startswith(cache.DEMO_NAME)
     assert state["live"].n_readings >= 3 and state["result"] is not None
 
 
@@ -769,7 +764,7 @@ def test_live_follows_a_growing_csv(live_workspace, tmp_path):
     assert_clean(at)
     assert "Waiting for the file" in messages(at.info)
 
-    trace = services.simulated_trace(services.prior_midpoints(), services.prior_midpoints(),
+    trace = simulated_trace(prior_midpoints(), prior_midpoints(),
                                      120.0, 1.0)
     rows = [f"{t:g},{pH:.4f}\n" for t, pH in zip(trace["t"], trace["pH"])]
     log.write_text("time_s,pH\n" + "".join(rows[:40]) + "oops,line\n" + rows[40][:3])
@@ -788,23 +783,59 @@ def test_live_follows_a_growing_csv(live_workspace, tmp_path):
     assert "starting over" in messages(at.caption)
 
 
-def test_live_figures_build_from_plain_data():
-    t = np.arange(0.0, 30.0)
-    grid = np.linspace(0, 100, 21)
-    fan = {"t": grid, "median": 7 + grid / 50, "lo": 7 + grid / 60, "hi": 7 + grid / 40,
-           "threshold": 8.5}
-    figure = figures.live_trace_figure(t, 7 + t / 50, fan, np.full(30, 1 / 30), settled_at=20.0)
-    names = {trace.name for trace in figure.data}
-    assert {"readings", "forecast median", "forecast 90 % band", "attention"} <= names
-    assert min(next(tr for tr in figure.data if tr.name == "forecast median").x) >= 25
-    assert "settled at t = 20 s" in figure.layout.title.text
-    history = {"elapsed_s": np.array([10.0, 20.0]), "activity_lo90": np.array([0.01, 0.02]),
-               "activity_hi90": np.array([0.1, 0.05]), "activity_median": np.array([0.03] * 2),
-               "k_d_lo90": np.zeros(2), "k_d_hi90": np.ones(2), "k_d_median": np.ones(2) / 2,
-               "time_to_threshold_lo": np.array([100.0, 120.0]),
-               "time_to_threshold_hi": np.array([np.inf, 300.0]),
-               "time_to_threshold_median": np.array([500.0, 200.0])}
-    figure = figures.live_funnel_figure(history, 8.5, {"activity": 0.03, "k_d": 0.5}, 20.0)
-    assert figure.layout.yaxis.type == "log"
-    hi = [tr for tr in figure.data if tr.yaxis == "y3"][0].y
-    assert np.isnan(hi[0]) and hi[1] == 300.0  # "not reached" is a gap, not infinity
+# ---------------------------------------------------------------------------------------
+# What a new user tripped over
+# ---------------------------------------------------------------------------------------
+
+def fake_dataset(name, n_samples, seed):
+    return {"name": name, "n_samples": n_samples, "seed": seed}
+
+
+def test_training_defaults_to_the_largest_set_not_named_or_used_as_a_test_set(workspace):
+    datasets = [fake_dataset("test30", 6000, 2), fake_dataset("fresh", 600, 5),
+                fake_dataset("demo", 2000, 0)]  # newest first
+    assert comparisons.training_choice(datasets) == 2
+    assert comparisons.training_choice(datasets[:1]) == 0  # a test set if there is nothing else
+    assert comparisons.looks_like_test_set(fake_dataset("heldout", 10, 1))
+    assert comparisons.looks_like_test_set(fake_dataset("fresh", 10, 1), used_for_testing={"fresh"})
+
+
+def test_starting_a_run_shows_it(workspace, monkeypatch):
+    def launch(argv, job_dir, log, meta):
+        (job_dir / jobs.LAUNCH_FILE).write_text(json.dumps(dict(meta, pid=999999999,
+                                                                started=time.time())))
+    monkeypatch.setattr(jobs, "launch", launch)
+    old = workspace / "runs" / "20200101-000000-improved-30s-old000"
+    old.mkdir(parents=True)
+    (old / "config.json").write_text("{}")
+    at = app("train")
+    assert at.selectbox(key="train_view").value == old.name
+    at.button(key="train_start").click().run()
+    assert_clean(at)
+    new = at.selectbox(key="train_view").value
+    assert new == max(d.name for d in (workspace / "runs").iterdir()) != old.name
+    assert new in messages(at.markdown)  # the run panel's heading
+
+
+def test_analyse_messages_name_the_controls_the_user_sees(workspace, any_format_run):
+    install_trained(workspace, any_format_run)
+    at = app("analyse")
+    at.segmented_control(key="analyse_source").set_value("Simulate a run").run()
+    at.number_input(key="analyse_sim_temperature_C").set_value(-30.0).run()
+    error = messages(at.error)
+    assert "Temperature" in error and "-30" in error
+    assert "temperature_C" not in error and "case 0" not in error and "np.float" not in error
+    at.segmented_control(key="analyse_source").set_value("Upload a CSV").run()
+    at.file_uploader(key="analyse_csv").upload("odd.csv", b"when,what\n1,7\n2,7.1\n3,7.2\n",
+                                               "text/csv")
+    at.run()
+    assert "which column" in messages(at.error) and "--" not in messages(at.error)
+    t = np.arange(0.0, 31.0, 10.0)  # a 30 s trace, read as minutes by mistake
+    rows = "".join(f"{a:g},{7 + 0.01 * a:.3f}\n" for a in t)
+    at.file_uploader(key="analyse_csv").set_value(("short.csv", f"time,pH\n{rows}".encode(),
+                                                   "text/csv"))
+    at.toggle(key="analyse_csv_minutes").set_value(True).run()
+    assert_clean(at)
+    assert "With “Time in minutes” on, the 4 readings span 1800 s" in messages(at.warning)
+    assert "switch “Time in minutes” off" in messages(at.warning)
+

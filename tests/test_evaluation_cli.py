@@ -75,3 +75,33 @@ def test_infer_cli_bad_traces_give_one_line_errors(tiny, tmp_path, capsys, conte
     assert status == 2
     assert message in stderr and "Traceback" not in stderr
     assert len(stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("known, named", [
+    ({"substrate_mm": 30}, "'substrate_mm'"),  # misspelt: named, not reported as missing
+    ({"substrate_mM": 30, "colour": "blue"}, "'colour'"),
+])
+def test_infer_cli_refuses_unknown_known_keys_naming_them(tiny, tmp_path, capsys, known, named):
+    folder, _, _ = tiny
+    csv = tmp_path / "trace.csv"
+    csv.write_text("time,pH\n0,7.0\n1,7.1\n2,7.2\n")
+    status = main(["infer", "--model", str(folder / "model.keras"), "--csv", str(csv),
+                   "--known", json.dumps(known)])
+    stderr = capsys.readouterr().err
+    assert status == 2 and named in stderr
+    assert "substrate_mM, grams_urease_powder, volume_L, temperature_C, initial_pH" in stderr
+
+
+def test_infer_cli_cuts_a_long_trace_as_the_package_does_and_says_so(tmp_path, capsys):
+    t = np.arange(0.0, 1201.0, 2.0)
+    csv = tmp_path / "long.csv"
+    csv.write_text("time,pH\n" + "".join(f"{a:g},{7 + 1.5 * (1 - np.exp(-a / 400)):.4f}\n"
+                                         for a in t))
+    status = main(["infer", "--csv", str(csv), "--substrate-mM", "30", "--grams", "0.2",
+                   "--volume-L", "0.5", "--temperature-C", "30", "--initial-pH", "7.0"])
+    out = capsys.readouterr().out
+    assert status in (0, None), out
+    assert "601 readings over 1200 s" in out and "domain: FLAGGED" in out
+    assert "the trace runs to 1200 s; only its first" in out
+    assert "k_d [1/s]" in out and "] 1/s" in out  # values with their units
+    assert "inf" not in out.replace("information", "")

@@ -6,8 +6,13 @@ import math
 import pandas as pd
 import streamlit as st
 
-from dashboard import figures, services
+from dashboard import analysis, cache, sources, words, workspace
 from ei_keras.errors import EiKerasError
+from ei_keras.evaluation import figures
+from ei_keras.inference.posterior import reach_text
+from ei_keras.inference.traces import simulated_trace
+from ei_keras.simulation import KNOWN_NAMES, LABELS, LATENT_NAMES, label
+from ei_keras.simulation.priors import prior_midpoints
 
 UPLOAD = "Upload a .keras file…"
 FROM_DATASET, SIMULATE, FROM_CSV = "From a dataset", "Simulate a run", "Upload a CSV"
@@ -21,7 +26,7 @@ st.caption("Pick a model and a pH trace of any length: see whether the model can
 # Model
 # --------------------------------------------------------------------------------------
 st.header("Model")
-models = services.available_models()
+models = analysis.available_models()
 if not models:
     st.info(
         "**No trained model yet.** To get one, either\n"
@@ -36,12 +41,12 @@ labels = [m["label"] for m in models] + [UPLOAD]
 choice = st.selectbox("Model", labels, key="analyse_model")
 if choice == UPLOAD:
     uploaded = st.file_uploader(
-        f"A .keras model (at most {services.MAX_UPLOAD_MB} MB). It is loaded in Keras safe "
+        f"A .keras model (at most {workspace.MAX_UPLOAD_MB} MB). It is loaded in Keras safe "
         "mode: no code from the file is run.", type=["keras"], key="analyse_model_upload")
     if uploaded is None:
         st.stop()
     try:
-        model_path = services.save_upload(uploaded.getvalue(), uploaded.name)
+        model_path = workspace.save_model_upload(uploaded.getvalue(), uploaded.name)
     except EiKerasError as error:
         st.error(str(error), icon=":material/error:")
         st.stop()
@@ -50,12 +55,12 @@ else:
 
 try:
     with st.spinner("Loading the model…"):
-        model = services.get_model(model_path)
-        info = services.describe_model(model)
+        model = cache.get_model(model_path)
+        info = analysis.describe_model(model)
 except EiKerasError as error:
     st.error(f"Cannot use this model: {error}", icon=":material/error:")
     st.stop()
-st.caption(f"{services.model_reads(info)} Infers **{', '.join(info['target_names'])}**; "
+st.caption(f"{analysis.model_reads(info)} Infers **{', '.join(info['target_names'])}**; "
            f"{info['n_params']:,} weights.")
 
 # --------------------------------------------------------------------------------------
@@ -64,15 +69,15 @@ st.caption(f"{services.model_reads(info)} Infers **{', '.join(info['target_names
 st.header("Trace")
 source = st.segmented_control("Where the trace comes from", [FROM_DATASET, SIMULATE, FROM_CSV],
                               default=FROM_DATASET, key="analyse_source") or FROM_DATASET
-midpoints = services.prior_midpoints()
+midpoints = prior_midpoints()
 
 
 def known_inputs(prefix):
     """The five known conditions of the run, as number inputs."""
     values = {}
     columns = st.columns(5)
-    for column, name in zip(columns, services.KNOWN_NAMES):
-        values[name] = column.number_input(services.label(name), value=float(midpoints[name]),
+    for column, name in zip(columns, KNOWN_NAMES):
+        values[name] = column.number_input(label(name), value=float(midpoints[name]),
                                            format="%g", step=None, key=f"{prefix}_{name}")
     return values
 
@@ -80,7 +85,7 @@ def known_inputs(prefix):
 trace, dataset, data_option = None, None, None
 try:
     if source == FROM_DATASET:
-        usable = [d for d in services.list_datasets() if not d["error"]]
+        usable = [d for d in cache.list_datasets() if not d["error"]]
         if not usable:
             st.warning("No dataset in the workspace. Generate one on the Data page, or "
                        "simulate a run here.")
@@ -88,37 +93,37 @@ try:
         columns = st.columns(3)
         name = columns[0].selectbox("Dataset", [d["name"] for d in usable], key="analyse_dataset")
         dataset = next(d for d in usable if d["name"] == name)
-        data_option = columns[1].selectbox("Traces", services.dataset_formats(dataset, info),
+        data_option = columns[1].selectbox("Traces", sources.dataset_formats(dataset, info),
                                            key="analyse_prefix",
-                                           format_func=services.format_label)
+                                           format_func=sources.format_label)
         index = columns[2].number_input(f"Case (0–{dataset['n_samples'] - 1})", min_value=0,
                                         max_value=dataset["n_samples"] - 1, value=0, step=1,
                                         key="analyse_case")
-        trace = services.dataset_trace(dataset["path"], data_option, int(index))
+        trace = sources.dataset_trace(dataset["path"], data_option, int(index))
     elif source == SIMULATE:
         st.caption("A run simulated with these conditions and read through the probe model "
                    "(lag, offset, noise), for as long and as often as you choose.")
         known = known_inputs("analyse_sim")
         columns = st.columns(4)
         latent = {}
-        for column, name in zip(columns, services.LATENT_NAMES):
-            latent[name] = column.number_input(services.label(name),
+        for column, name in zip(columns, LATENT_NAMES):
+            latent[name] = column.number_input(label(name),
                                                value=float(midpoints[name]), format="%g",
                                                step=None, key=f"analyse_sim_{name}")
-        length0, interval0 = services.simulation_defaults(info)
+        length0, interval0 = sources.simulation_defaults(info)
         columns = st.columns(4)
         length = columns[0].number_input(
-            "Trace length [s]", min_value=services.SIM_LENGTH_S[0],
-            max_value=services.SIM_LENGTH_S[1], value=length0, format="%g", step=None,
+            "Trace length [s]", min_value=sources.SIM_LENGTH_S[0],
+            max_value=sources.SIM_LENGTH_S[1], value=length0, format="%g", step=None,
             key="analyse_sim_length")
         interval = columns[1].number_input(
-            "Reading interval [s]", min_value=services.SIM_INTERVAL_S[0],
-            max_value=services.SIM_INTERVAL_S[1], value=interval0, format="%g", step=None,
+            "Reading interval [s]", min_value=sources.SIM_INTERVAL_S[0],
+            max_value=sources.SIM_INTERVAL_S[1], value=interval0, format="%g", step=None,
             key="analyse_sim_interval", help="Seconds between two readings of the probe.")
         noise = columns[2].number_input("Noise σ [pH]", value=0.01, format="%g", step=None,
                                         key="analyse_sim_noise")
         seed = columns[3].number_input("Seed", value=0, step=1, key="analyse_sim_seed")
-        trace = services.simulated_trace(known, latent, length, interval, noise_std=noise,
+        trace = simulated_trace(known, latent, length, interval, noise_std=noise,
                                          seed=int(seed))
     else:
         columns = st.columns([3, 1])
@@ -131,10 +136,16 @@ try:
         if upload is None:
             st.info("Upload a CSV file to analyse a real probe trace.")
             st.stop()
-        t, pH = services.read_csv_trace(upload.getvalue(), upload.name, minutes=minutes)
-        trace = services.csv_trace(t, pH, known, upload.name)
+        trace = sources.uploaded_trace(upload.getvalue(), upload.name, known, minutes=minutes)
+        longest = info["domain"]["prefix_length_s"][1] if info["domain"] \
+            else info["prefix_length"]
+        if minutes and trace["t"][-1] > longest >= trace["t"][-1] / 60:
+            st.warning(f"With “Time in minutes” on, the {len(trace['t'])} readings span "
+                       f"{trace['t'][-1]:.4g} s, longer than the {longest:.4g} s the model "
+                       "reads; in seconds they would fit. If the time column is in seconds, "
+                       "switch “Time in minutes” off.", icon=":material/schedule:")
 except EiKerasError as error:
-    st.error(str(error), icon=":material/error:")
+    st.error(words.in_dashboard_words(str(error)), icon=":material/error:")
     st.stop()
 
 allow_extrapolation = st.checkbox(
@@ -142,7 +153,7 @@ allow_extrapolation = st.checkbox(
     help="Answer even when the known conditions lie outside the ranges the model was trained "
          "on. Such an answer is an extrapolation and is flagged as one.")
 # An exact check answers for one model, trace and switch: forget it when they change.
-exact_key = services.exact_key(model_path, trace, allow_extrapolation=allow_extrapolation)
+exact_key = analysis.exact_key(model_path, trace, allow_extrapolation=allow_extrapolation)
 if st.session_state.get("analyse_exact_result", {}).get("key") != exact_key:
     st.session_state.pop("analyse_exact_result", None)
 
@@ -155,7 +166,7 @@ st.caption(f"**{trace['source']}**: {len(t)} readings over {t[-1]:g} s "
            f"(one every {spacing:.3g} s).")
 try:
     with st.spinner("Inferring…"):
-        result = services.analyse_trace(model, trace, allow_extrapolation=allow_extrapolation)
+        result = analysis.analyse_trace(model, trace, allow_extrapolation=allow_extrapolation)
 except EiKerasError as error:
     st.error(f"Cannot analyse this trace: {error}", icon=":material/error:")
     st.stop()
@@ -193,13 +204,13 @@ with left.container(key="analyse_attention"):
                 rho = result["agreement"].get(name, float("nan"))
                 column.metric(f"ρ {name}", "n/a" if not math.isfinite(rho) else f"{rho:.2f}",
                               help=f"Rank correlation between the attention and the "
-                                   f"information about {services.LABELS.get(name, name)}")
+                                   f"information about {LABELS.get(name, name)}")
 with right.container(key="analyse_posterior"):
     st.plotly_chart(figures.posterior_figure(result["posterior"], trace.get("truth")),
                     key="analyse_posterior_chart")
 rows = []
 for name, stats in result["posterior"].items():
-    row = {"parameter": services.label(name), "median": stats["median"], "mean": stats["mean"],
+    row = {"parameter": label(name), "median": stats["median"], "mean": stats["mean"],
            "σ": stats["std"], "50 % interval": f"{stats['lo50']:.4g} – {stats['hi50']:.4g}",
            "90 % interval": f"{stats['lo90']:.4g} – {stats['hi90']:.4g}",
            "95 % interval": f"{stats['lo95']:.4g} – {stats['hi95']:.4g}"}
@@ -237,7 +248,7 @@ if st.button("Exact check", key="analyse_exact_button", icon=":material/fact_che
         with st.spinner("Computing the exact posterior by importance sampling…"):
             st.session_state["analyse_exact_result"] = {
                 "key": exact_key,
-                "result": services.exact_check(model, trace,
+                "result": analysis.exact_check(model, trace,
                                                allow_extrapolation=allow_extrapolation)}
     except EiKerasError as error:
         st.error(f"Cannot run the exact check: {error}", icon=":material/error:")
@@ -259,7 +270,7 @@ if "analyse_exact_result" in st.session_state:
                                              trace.get("truth")),
                         key="analyse_exact_chart")
         st.dataframe(pd.DataFrame([{
-            "parameter": services.label(name),
+            "parameter": label(name),
             "network median": check["network"][name]["median"],
             "exact median": check["exact"][name]["median"],
             "network 90 %": f"{check['network'][name]['lo90']:.4g} – "
@@ -290,25 +301,16 @@ try:
     if not t_max > t[-1]:
         raise EiKerasError(f"forecast until must be later than the trace's end ({t[-1]:g} s)")
     with st.spinner(f"Simulating {int(n_draws)} posterior draws to {t_max:g} s…"):
-        fc = services.forecast_trace(model, trace, threshold=threshold, t_max=t_max,
+        fc = analysis.forecast_trace(model, trace, threshold=threshold, t_max=t_max,
                                      n_draws=int(n_draws),
                                      allow_extrapolation=allow_extrapolation)
-    ttt = fc["time_to_threshold"]
     with st.container(key="analyse_forecast"):
-        if ttt["p_reached"] == 0:
-            st.markdown(f"**pH {threshold:g} is not reached before {t_max:g} s** in any "
-                        "posterior draw.")
-        else:
-            high = f"{ttt['hi']:.0f} s" if ttt["hi"] != float("inf") else f"after {t_max:g} s"
-            median = (f"{ttt['median']:.0f} s" if ttt["median"] != float("inf")
-                      else f"after {t_max:g} s")
-            st.markdown(f"**Time to pH {threshold:g}:** median {median} (90 % band "
-                        f"{ttt['lo']:.0f} s – {high}); reached before {t_max:g} s in "
-                        f"{100 * ttt['p_reached']:.0f} % of the posterior draws.")
+        st.markdown(f"**Forecast:** {reach_text(fc['time_to_threshold'], threshold, t_max)}.")
         if not domain["ok"]:
             st.caption("The domain report above flagged this trace: read the forecast with "
                        "it in mind.")
-        st.plotly_chart(figures.forecast_figure(fc, trace), key="analyse_forecast_chart")
+        st.plotly_chart(figures.forecast_figure(fc, trace, trace.get("trajectory")),
+                        key="analyse_forecast_chart")
 except EiKerasError as error:
     st.error(f"Cannot forecast: {error}", icon=":material/error:")
 
@@ -318,7 +320,7 @@ except EiKerasError as error:
 if dataset is not None:
     st.header(f"Uncertainty on {dataset['name']}")
     st.caption("Every case of the dataset (up to the number chosen, "
-               f"{services.format_label(data_option)}) through the model: do the estimates "
+               f"{sources.format_label(data_option)}) through the model: do the estimates "
                "recover the truth, and do the intervals contain it as often as they claim? "
                "For an honest test, use a dataset generated with a different seed than the "
                "training data.")
@@ -328,17 +330,16 @@ if dataset is not None:
                             value=min(300, n_cases), step=10, key="analyse_n_cases")
     try:
         with st.spinner(f"Running the model on {n_cases} cases…"):
-            evaluation = services.evaluation(model_path, dataset["path"], data_option, n_cases,
-                                             allow_extrapolation=allow_extrapolation)
+            evaluation = cache.evaluation(model_path, dataset["path"], data_option, n_cases)
         names = info["target_names"]
         with st.container(key="analyse_uncertainty"):
-            left, right = st.columns(2)
-            left.plotly_chart(figures.recovery_figure(evaluation, names),
-                              key="analyse_recovery_chart")
-            right.plotly_chart(figures.calibration_figure(evaluation, names),
-                               key="analyse_calibration_chart")
+            st.plotly_chart(figures.recovery_figure({n: evaluation[n] for n in names}),
+                            key="analyse_recovery_chart")
+            st.plotly_chart(figures.calibration_figure(
+                {n: evaluation[n]["calibration"] for n in names}),
+                key="analyse_calibration_chart")
             st.caption("Observed coverage of the 90 % intervals: " + ", ".join(
-                f"{services.label(n)} {100 * services.coverage_at(evaluation[n], 90):.0f} %"
+                f"{label(n)} {100 * analysis.coverage_at(evaluation[n], 90):.0f} %"
                 for n in names) + f" (over {evaluation['n']} cases).")
     except EiKerasError as error:
         st.error(f"Cannot evaluate on this dataset: {error}", icon=":material/error:")

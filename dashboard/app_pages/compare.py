@@ -3,8 +3,9 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard import figures, services
+from dashboard import cache, comparisons, jobs
 from ei_keras.errors import EiKerasError
+from ei_keras.evaluation import figures
 
 st.title("Compare")
 st.caption("The old recipe (baseline) against the improved one, on the same data: each prefix "
@@ -15,7 +16,7 @@ st.caption("The old recipe (baseline) against the improved one, on the same data
 # New comparison
 # --------------------------------------------------------------------------------------
 st.header("Start a comparison")
-datasets = [d for d in services.list_datasets() if not d["error"]]
+datasets = [d for d in cache.list_datasets() if not d["error"]]
 names = [d["name"] for d in datasets]
 if len(datasets) < 2:
     st.info("A comparison needs a training dataset and a held-out test dataset generated with "
@@ -23,8 +24,13 @@ if len(datasets) < 2:
     st.page_link("app_pages/data.py", label="Go to Data", icon=":material/science:")
 else:
     columns = st.columns(2)
-    data_name = columns[0].selectbox("Training dataset", names, key="compare_data")
-    test_names = [n for n in names if n != data_name] + [data_name]
+    data_name = columns[0].selectbox("Training dataset", names, key="compare_data",
+                                     index=comparisons.training_choice(datasets))
+    seed = next(d["seed"] for d in datasets if d["name"] == data_name)
+    # Test sets first: named or used as one, then another seed than the training set's.
+    test_names = [d["name"] for d in sorted(
+        (d for d in datasets if d["name"] != data_name),
+        key=lambda d: (not comparisons.looks_like_test_set(d), d["seed"] == seed))] + [data_name]
     test_name = columns[1].selectbox("Test dataset (another seed)", test_names,
                                      key="compare_test")
     data = next(d for d in datasets if d["name"] == data_name)
@@ -42,19 +48,19 @@ else:
                                      key="compare_epochs")
     max_samples = columns[3].number_input("Samples per run (0: all)", value=0, min_value=0,
                                           step=500, key="compare_max_samples")
-    problem = services.comparison_error(data, test, lengths, presets)
+    problem = comparisons.comparison_error(data, test, lengths, presets)
     if problem:
         st.error(problem, icon=":material/error:")
     else:
-        planned = services.planned_comparison_runs(lengths, presets)
+        planned = comparisons.planned_comparison_runs(lengths, presets)
         if planned:
             st.caption(f"{len(planned)} runs, one after another: {', '.join(planned)}.")
     if st.button("Start comparison", type="primary", disabled=bool(problem),
                  key="compare_start"):
         try:
-            out = services.start_comparison(data, test, lengths, presets, epochs=int(epochs),
+            out = comparisons.start_comparison(data, test, lengths, presets, epochs=int(epochs),
                                             max_samples=int(max_samples) or None)
-            st.session_state["compare_selected"] = out.name
+            jobs.show_job(st.session_state, "compare", out.name)
             st.rerun()
         except EiKerasError as error:
             st.error(str(error), icon=":material/error:")
@@ -63,42 +69,50 @@ else:
 # Results
 # --------------------------------------------------------------------------------------
 st.header("Comparisons")
-comparisons = services.list_comparisons()
-if not comparisons:
+made = comparisons.list_comparisons()
+if not made:
     st.info("No comparison yet.")
     st.stop()
-ids = [c["id"] for c in comparisons]
-selected = st.session_state.get("compare_selected")
-chosen = st.selectbox("Comparison", ids, index=ids.index(selected) if selected in ids else 0,
-                      key="compare_view")
-chosen_dir = next(c["dir"] for c in comparisons if c["id"] == chosen)
-running = next(c["state"] for c in comparisons if c["id"] == chosen) == services.RUNNING
+ids = [c["id"] for c in made]
+jobs.keep_view(st.session_state, ids, "compare")
+chosen = st.selectbox("Comparison", ids, key="compare_view")
+st.session_state["compare_selected"] = chosen
+chosen_dir = next(c["dir"] for c in made if c["id"] == chosen)
+running = next(c["state"] for c in made if c["id"] == chosen) == jobs.RUNNING
 
 
 @st.fragment(run_every=3.0 if running else None)
 def comparison_panel():
-    info = services.comparison_info(chosen_dir)
+    info = comparisons.comparison_info(chosen_dir)
     done, planned = len(info["results"]), info["planned"]
     st.markdown(f"**{info['id']}** — {info['state']} (train: {info['dataset']}, "
                 f"test: {info['test']})")
-    if info["state"] == services.RUNNING:
+    if info["state"] == jobs.RUNNING:
         text = f"{done} of {len(planned)} runs done" if planned else f"{done} runs done"
         if info["current"]:
             text += f"; training {info['current']['name']}"
         st.progress(done / len(planned) if planned else 0.0, text=text)
-    elif info["state"] == services.CRASHED:
+    elif info["state"] == jobs.CRASHED:
         st.error(f"This comparison stopped: {info['message']}", icon=":material/error:")
     if info["results"]:
-        st.dataframe(pd.DataFrame(services.comparison_rows(info["results"])), hide_index=True,
-                     width="stretch", key="compare_table",
-                     column_config={"best val NLL": st.column_config.NumberColumn(format="%.3f"),
-                                    "final val NLL": st.column_config.NumberColumn(format="%.3f")})
-    if info["results"] or info["current"]:
+        rows = pd.DataFrame(comparisons.comparison_rows(info["results"]))
+        scored = [c for c in rows.columns if c.endswith(("R²", "coverage"))]
+        numbers = {c: st.column_config.NumberColumn(format="%.3g") for c in rows.columns
+                   if c not in ("run", "status")}
+        st.dataframe(rows.drop(columns=scored), hide_index=True, width="stretch",
+                     key="compare_table", column_config=numbers)
+        if scored:
+            st.caption("On the test set:")
+            st.dataframe(rows[["run"] + scored], hide_index=True, width="stretch",
+                         key="compare_test_table", column_config=numbers)
+    curves = info["results"] + ([info["current"]] if info["current"] else [])
+    if any(r.get("val_loss") or r.get("history") for r in curves):
         st.plotly_chart(figures.comparison_figure(info["results"], info["current"]),
                         key="compare_chart")
-    elif info["state"] == services.RUNNING:
-        st.caption("The first run's curves appear after its first epoch.")
-    if running and info["state"] != services.RUNNING:
+    elif info["state"] == jobs.RUNNING:
+        st.info("The curves appear here after the first run's first epoch.",
+                icon=":material/hourglass_top:")
+    if running and info["state"] != jobs.RUNNING:
         st.rerun()
 
 

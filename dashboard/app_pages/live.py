@@ -6,8 +6,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard import figures, services
+from dashboard import analysis, cache, live_session, sources
 from ei_keras.errors import EiKerasError
+from ei_keras.evaluation import figures
+from ei_keras.inference.traces import prior_draw, simulated_trace
+from ei_keras.simulation import KNOWN_NAMES, LATENT_NAMES, label
+from ei_keras.simulation.priors import prior_midpoints
 
 SIMULATE, FROM_DATASET, FROM_CSV, FOLLOW = ("Simulate a run", "From a dataset", "Replay a CSV",
                                             "Follow a growing CSV file")
@@ -23,7 +27,7 @@ st.caption("Follow a run while it happens: after every batch of readings, the an
 # --------------------------------------------------------------------------------------
 # Model and source
 # --------------------------------------------------------------------------------------
-models = services.available_models()
+models = analysis.available_models()
 if not models:
     st.info("**No model to follow a run with.** The Live page needs a model that reads "
             "traces of any length (the shipped default model, or one trained on "
@@ -32,8 +36,8 @@ if not models:
 choice = st.selectbox("Model", [m["label"] for m in models], key="live_model")
 model_path = next(m["path"] for m in models if m["label"] == choice)
 try:
-    model = services.get_model(model_path)
-    info = services.describe_model(model)
+    model = cache.get_model(model_path)
+    info = analysis.describe_model(model)
 except EiKerasError as error:
     st.error(f"Cannot use this model: {error}", icon=":material/error:")
     st.stop()
@@ -45,14 +49,14 @@ if not info["any_format"]:
 
 source = st.segmented_control("What to follow", [SIMULATE, FROM_DATASET, FROM_CSV, FOLLOW],
                               default=SIMULATE, key="live_source") or SIMULATE
-midpoints = services.prior_midpoints()
+midpoints = prior_midpoints()
 
 
 def number_row(names, prefix, values):
     """One number input per name, in a row."""
     out = {}
     for column, name in zip(st.columns(len(names)), names):
-        out[name] = column.number_input(services.label(name), value=float(values[name]),
+        out[name] = column.number_input(label(name), value=float(values[name]),
                                         format="%g", step=None, key=f"{prefix}_{name}")
     return out
 
@@ -65,39 +69,39 @@ def make_source():
                                 "instead of the values below.")
         columns = st.columns(4)
         length = columns[0].number_input(
-            "Run length [s]", min_value=services.LIVE_LENGTH_S[0],
-            max_value=services.LIVE_LENGTH_S[1], value=300.0, format="%g", step=None,
+            "Run length [s]", min_value=live_session.LIVE_LENGTH_S[0],
+            max_value=live_session.LIVE_LENGTH_S[1], value=300.0, format="%g", step=None,
             key="live_sim_length")
         interval = columns[1].number_input(
-            "Reading interval [s]", min_value=services.SIM_INTERVAL_S[0],
-            max_value=services.SIM_INTERVAL_S[1], value=1.0, format="%g", step=None,
+            "Reading interval [s]", min_value=sources.SIM_INTERVAL_S[0],
+            max_value=sources.SIM_INTERVAL_S[1], value=1.0, format="%g", step=None,
             key="live_sim_interval")
         noise = columns[2].number_input("Noise σ [pH]", value=0.01, format="%g", step=None,
                                         key="live_sim_noise")
         seed = int(columns[3].number_input("Seed", value=0, step=1, key="live_sim_seed"))
         if random:
-            known, latent = services.prior_draw(seed)
-            st.caption("Drawn: " + ", ".join(f"{services.label(n)} = {v:.3g}"
+            known, latent = prior_draw(seed)
+            st.caption("Drawn: " + ", ".join(f"{label(n)} = {v:.3g}"
                                              for n, v in {**known, **latent}.items()))
         else:
-            known = number_row(services.KNOWN_NAMES, "live_sim", midpoints)
-            latent = number_row(services.LATENT_NAMES, "live_sim", midpoints)
-        return known, lambda: services.simulated_trace(known, latent, length, interval,
+            known = number_row(KNOWN_NAMES, "live_sim", midpoints)
+            latent = number_row(LATENT_NAMES, "live_sim", midpoints)
+        return known, lambda: simulated_trace(known, latent, length, interval,
                                                        noise_std=noise, seed=seed), None, False
     if source == FROM_DATASET:
-        usable = [d for d in services.list_datasets() if not d["error"]]
+        usable = [d for d in cache.list_datasets() if not d["error"]]
         if not usable:
             st.warning("No dataset in the workspace. Generate one on the Data page.")
             st.stop()
         columns = st.columns(3)
         name = columns[0].selectbox("Dataset", [d["name"] for d in usable], key="live_dataset")
         dataset = next(d for d in usable if d["name"] == name)
-        option = columns[1].selectbox("Traces", services.dataset_formats(dataset, info),
-                                      key="live_prefix", format_func=services.format_label)
+        option = columns[1].selectbox("Traces", sources.dataset_formats(dataset, info),
+                                      key="live_prefix", format_func=sources.format_label)
         index = int(columns[2].number_input(f"Case (0–{dataset['n_samples'] - 1})",
                                             min_value=0, max_value=dataset["n_samples"] - 1,
                                             value=0, step=1, key="live_case"))
-        trace = services.dataset_trace(dataset["path"], option, index)
+        trace = sources.dataset_trace(dataset["path"], option, index)
         return trace["known"], lambda: trace, None, False
     if source == FROM_CSV:
         columns = st.columns([3, 1])
@@ -105,21 +109,21 @@ def make_source():
                                           "pH columns", type=["csv", "txt"], key="live_csv")
         minutes = columns[1].toggle("Time in minutes", key="live_csv_minutes")
         st.caption("The known conditions of this run:")
-        known = number_row(services.KNOWN_NAMES, "live_csv", midpoints)
+        known = number_row(KNOWN_NAMES, "live_csv", midpoints)
         if upload is None:
             st.info("Upload a CSV file to replay it.")
             return known, None, None, minutes
 
         def trace():
-            t, pH = services.read_csv_trace(upload.getvalue(), upload.name, minutes=minutes)
-            return services.csv_trace(t, pH, known, upload.name)
+            return sources.uploaded_trace(upload.getvalue(), upload.name, known,
+                                          minutes=minutes)
         return known, trace, None, minutes
     columns = st.columns([3, 1])
     path = columns[0].text_input("CSV file a logger is writing to (path on the dashboard's "
                                  "machine)", key="live_follow_path")
     minutes = columns[1].toggle("Time in minutes", key="live_follow_minutes")
     st.caption("The known conditions of this run:")
-    known = number_row(services.KNOWN_NAMES, "live_follow", midpoints)
+    known = number_row(KNOWN_NAMES, "live_follow", midpoints)
     return known, None, (Path(path).expanduser() if path.strip() else None), minutes
 
 
@@ -130,8 +134,8 @@ except EiKerasError as error:
     st.stop()
 
 columns = st.columns(4)
-speed = columns[0].slider("Replay speed [×]", min_value=int(services.LIVE_SPEED[0]),
-                          max_value=int(services.LIVE_SPEED[1]), value=10, key="live_speed",
+speed = columns[0].slider("Replay speed [×]", min_value=int(live_session.LIVE_SPEED[0]),
+                          max_value=int(live_session.LIVE_SPEED[1]), value=10, key="live_speed",
                           disabled=source == FOLLOW,
                           help="Seconds of the run per second of wall time.")
 threshold = columns[1].number_input("Threshold pH", value=8.5, step=0.1, format="%.2f",
@@ -152,7 +156,7 @@ try:
     if start:
         with st.spinner("Starting…"):
             trace = trace_of() if trace_of is not None else None
-            st.session_state[RUN] = services.live_start(
+            st.session_state[RUN] = live_session.live_start(
                 model, known, trace=trace, csv_path=None if trace is not None else csv_path,
                 speed=1.0 if trace is None else speed, threshold=threshold, t_max=t_max,
                 allow_extrapolation=allow_extrapolation, minutes=minutes)
@@ -161,17 +165,17 @@ except EiKerasError as error:
 
 
 def restart_run():
-    st.session_state[RUN] = services.live_restart(st.session_state[RUN])
+    st.session_state[RUN] = live_session.live_restart(st.session_state[RUN])
 
 
 state = st.session_state.get(RUN)
 if state is not None:  # callbacks: they act before the page is drawn again
     buttons[1].button("Pause", key="live_pause", icon=":material/pause:",
-                      disabled=not services.live_running(state), on_click=services.live_pause,
-                      args=(state,))
+                      disabled=not live_session.live_running(state),
+                      on_click=live_session.live_pause, args=(state,))
     buttons[2].button("Resume", key="live_resume", icon=":material/resume:",
                       disabled=not state["paused"] or state["done"],
-                      on_click=services.live_resume, args=(state,))
+                      on_click=live_session.live_resume, args=(state,))
     buttons[3].button("Restart", key="live_restart", icon=":material/replay:",
                       on_click=restart_run)
 if state is None:
@@ -194,8 +198,8 @@ def show_run():
     state = st.session_state.get(RUN)
     if state is None:
         return
-    was_running = services.live_running(state)
-    services.live_tick(state)
+    was_running = live_session.live_running(state)
+    live_session.live_tick(state)
     settings, live, result = state["settings"], state["live"], state["result"]
     if state["tail"] is not None:
         where = f"following `{settings['csv_path']}`"
@@ -257,4 +261,5 @@ def show_run():
         st.rerun()  # the replay has ended: stop ticking (and enable the buttons)
 
 
-st.fragment(show_run, run_every=services.LIVE_TICK_S if services.live_running(state) else None)()
+st.fragment(show_run, run_every=live_session.LIVE_TICK_S if live_session.live_running(state)
+            else None)()

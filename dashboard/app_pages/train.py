@@ -5,11 +5,12 @@ import time
 import pandas as pd
 import streamlit as st
 
-from dashboard import figures, services
+from dashboard import cache, comparisons, forms, jobs, sources
 from ei_keras.errors import EiKerasError
+from ei_keras.evaluation import figures
 
-STATE_ICONS = {services.RUNNING: ":material/autorenew:", services.FINISHED: ":material/check:",
-               services.STOPPED: ":material/stop_circle:", services.CRASHED: ":material/error:"}
+STATE_ICONS = {jobs.RUNNING: ":material/autorenew:", jobs.FINISHED: ":material/check:",
+               jobs.STOPPED: ":material/stop_circle:", jobs.CRASHED: ":material/error:"}
 
 st.title("Train")
 st.caption("Each run trains in its own background process and directory: leaving the page "
@@ -19,7 +20,7 @@ st.caption("Each run trains in its own background process and directory: leaving
 # New run
 # --------------------------------------------------------------------------------------
 st.header("Start a run")
-datasets = [d for d in services.list_datasets() if not d["error"]]
+datasets = [d for d in cache.list_datasets() if not d["error"]]
 if not datasets:
     st.info("No dataset yet: generate one on the Data page first.")
     st.page_link("app_pages/data.py", label="Go to Data", icon=":material/science:")
@@ -29,15 +30,16 @@ col1, col2 = st.columns(2)
 with col1:
     by_name = {d["name"]: d for d in datasets}
     dataset_name = st.selectbox("Dataset", list(by_name), key="train_dataset",
+                                index=comparisons.training_choice(datasets),
                                 format_func=lambda n: f"{n} ({by_name[n]['n_samples']} samples)")
     dataset = by_name[dataset_name]
-    lengths = dataset["prefix_lengths"] + ([services.ANY_FORMAT] if dataset["any_format"]
+    lengths = dataset["prefix_lengths"] + ([sources.ANY_FORMAT] if dataset["any_format"]
                                            else [])
     prefix_length = st.selectbox("Prefix length [s]", lengths, key="train_prefix",
                                  index=lengths.index(30.0) if 30.0 in lengths else 0,
-                                 format_func=services.format_label)
+                                 format_func=sources.format_label)
 with col2:
-    choices = services.presets()
+    choices = forms.presets()
     preset = st.radio("Preset", choices, key="train_preset", horizontal=True,
                       index=choices.index("improved") if "improved" in choices else 0)
     st.caption("**improved**: compact network, weighted (attention) pooling, AdamW, warmup and "
@@ -45,37 +47,17 @@ with col2:
                "of any length and reading rate (train it on any-format traces). "
                "**baseline**: the old recipe (full-size network, average pooling, no warmup).")
 
-defaults = services.preset_defaults(preset)
-values = {}
-with st.expander("Hyperparameters (preset values; change any)", expanded=False):
-    columns = st.columns(3)
-    for i, (field, (kind, text, help_text)) in enumerate(services.TRAIN_FIELDS.items()):
-        with columns[i % 3]:
-            key = f"train_{preset}_{field}"
-            if kind == "int":
-                values[field] = int(st.number_input(text, value=int(defaults[field]), step=1,
-                                                    key=key, help=help_text))
-            else:
-                values[field] = float(st.number_input(text, value=float(defaults[field]),
-                                                      format="%g", step=None, key=key,
-                                                      help=help_text))
-    columns = st.columns(3)
-    values["architecture"] = columns[0].selectbox(
-        "Architecture", services.architectures(), key=f"train_{preset}_architecture",
-        index=services.architectures().index(defaults["architecture"]))
-    values["pooling"] = columns[1].selectbox(
-        "Pooling", ["weighted", "average"], key=f"train_{preset}_pooling",
-        index=["weighted", "average"].index(defaults["pooling"]))
-
-overrides = services.training_overrides(preset, values)
-problem = services.training_error(preset, overrides)
+with st.expander("Training settings (preset values; change any)", expanded=False):
+    values, problems = forms.training_form(preset)
+overrides = forms.training_overrides(preset, values)
+problem = problems[0] if problems else forms.training_error(preset, overrides)
 if problem:
     st.error(problem, icon=":material/error:")
 
 if st.button("Start training", type="primary", disabled=bool(problem), key="train_start"):
     try:
-        run_dir = services.start_training(dataset["path"], prefix_length, preset, overrides)
-        st.session_state["train_selected"] = run_dir.name
+        run_dir = jobs.start_training(dataset["path"], prefix_length, preset, overrides)
+        jobs.show_job(st.session_state, "train", run_dir.name)
         st.toast(f"Started run {run_dir.name}", icon=":material/rocket_launch:")
     except EiKerasError as error:
         st.error(str(error), icon=":material/error:")
@@ -84,7 +66,7 @@ if st.button("Start training", type="primary", disabled=bool(problem), key="trai
 # Runs
 # --------------------------------------------------------------------------------------
 st.header("Runs")
-runs = services.list_runs()
+runs = jobs.list_runs()
 if not runs:
     st.info("No runs yet. Pick a dataset above and press Start training; on the demo dataset "
             "a few epochs take about a minute.")
@@ -97,7 +79,7 @@ def run_rows(runs):
         progress = f"{run['epoch']}/{run['epochs']}" if run["epochs"] else str(run["epoch"])
         rows.append({"run": run["id"], "status": run["state"], "dataset": run["dataset"],
                      "prefix [s]": (None if run["prefix_length"] is None
-                                    else services.prefix_text(run["prefix_length"])),
+                                    else jobs.prefix_text(run["prefix_length"])),
                      "preset": run["preset"],
                      "epochs": progress,
                      "best val_loss": (round(run["best_val_loss"], 4)
@@ -105,12 +87,12 @@ def run_rows(runs):
     return pd.DataFrame(rows)
 
 
-@st.fragment(run_every=2.0 if any(r["state"] == services.RUNNING for r in runs) else None)
+@st.fragment(run_every=2.0 if any(r["state"] == jobs.RUNNING for r in runs) else None)
 def runs_table():
-    current = services.list_runs()
+    current = jobs.list_runs()
     st.dataframe(run_rows(current), hide_index=True, width="stretch", key="train_runs_table")
     previous = st.session_state.get("train_running_ids", set())
-    now_running = {r["id"] for r in current if r["state"] == services.RUNNING}
+    now_running = {r["id"] for r in current if r["state"] == jobs.RUNNING}
     st.session_state["train_running_ids"] = now_running
     if previous - now_running:  # a run ended: refresh the whole page (models, polling)
         st.rerun()
@@ -119,52 +101,51 @@ def runs_table():
 runs_table()
 
 ids = [run["id"] for run in runs]
-selected = st.session_state.get("train_selected")
-selected_id = st.selectbox("Run", ids, index=ids.index(selected) if selected in ids else 0,
-                           key="train_view")
+jobs.keep_view(st.session_state, ids, "train")
+selected_id = st.selectbox("Run", ids, key="train_view")
 st.session_state["train_selected"] = selected_id
 run_dir = next(run["dir"] for run in runs if run["id"] == selected_id)
-is_running = next(run["state"] for run in runs if run["id"] == selected_id) == services.RUNNING
+is_running = next(run["state"] for run in runs if run["id"] == selected_id) == jobs.RUNNING
 
 
 @st.fragment(run_every=1.5 if is_running else None)
 def run_panel():
-    run = services.run_info(run_dir)
+    run = jobs.run_info(run_dir)
     state = run["state"]
     head = st.columns([4, 1])
     head[0].markdown(f"#### {STATE_ICONS.get(state, '')} {run['id']} — **{state}**")
-    if state == services.RUNNING:
+    if state == jobs.RUNNING:
         if head[1].button("Stop", key=f"train_stop_{run['id']}", type="secondary",
                           disabled=run["stop_requested"],
                           help="Ends after the current batch; the best model is kept."):
-            services.request_stop(run_dir)
+            jobs.request_stop(run_dir)
             st.rerun(scope="fragment")
     epochs = run["epochs"] or 0
     if epochs:
         fraction = min(1.0, run["epoch"] / epochs)
         text = f"epoch {run['epoch']} of {epochs}"
-        if state == services.RUNNING and run["steps"] and run["batch"]:
+        if state == jobs.RUNNING and run["steps"] and run["batch"]:
             text += f" (batch {run['batch']}/{run['steps']} of the next epoch)"
         st.progress(fraction, text=text)
     if run["detail"]:
         st.caption(run["detail"])
-    if state == services.CRASHED:
+    if state == jobs.CRASHED:
         st.error(f"This run crashed: {run['message']}", icon=":material/error:")
         if run.get("log_tail"):
             with st.expander("Last lines of the run's log"):
                 st.code(run["log_tail"], language=None)
-    elif state == services.STOPPED:
+    elif state == jobs.STOPPED:
         st.info("Stopped on request. The best model so far is kept and can be analysed.")
-    elif state == services.FINISHED:
+    elif state == jobs.FINISHED:
         st.success(f"Finished. Best val_loss {run['best_val_loss']:.4g} at epoch "
                    f"{run['best_epoch']}; analyse it on the Analyse page.",
                    icon=":material/check_circle:")
     if run["history"]:
         st.plotly_chart(figures.training_figure(run["history"], run["warmup_epochs"],
                                                 run["best_epoch"]), key="train_curves")
-    elif state == services.RUNNING:
+    elif state == jobs.RUNNING:
         st.caption("Curves appear after the first epoch.")
-    if state == services.RUNNING:
+    if state == jobs.RUNNING:
         st.caption(f"Updated {time.strftime('%H:%M:%S')}")
     elif is_running:  # it ended while we watched: refresh the page (list, Analyse models)
         st.rerun()

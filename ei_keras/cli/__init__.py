@@ -11,7 +11,8 @@ import sys
 
 from ei_keras.errors import EiKerasError
 
-SUBCOMMANDS = ["generate", "demo", "infer", "evaluate", "compare", "train", "watch"]
+SUBCOMMANDS = ["generate", "demo", "infer", "evaluate", "compare", "train", "watch",
+               "status"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -76,20 +76,9 @@ def _unit(name):
     return f" {UNITS[name]}" if UNITS.get(name) else ""
 
 
-def _reach_text(reach, threshold, t_max):
-    """The time to threshold in words; a band edge beyond the horizon reads 'after'."""
-    if reach["p_reached"] == 0:
-        return f"pH {threshold:g} is not reached within {t_max:g} s in any posterior draw"
-
-    def at(value):
-        return f"{value:.0f} s" if np.isfinite(value) else f"after {t_max:g} s"
-    return (f"time to pH {threshold:g}: median {at(reach['median'])}, 90% band "
-            f"{at(reach['lo'])} – {at(reach['hi'])} (reached within {t_max:g} s in "
-            f"{100 * reach['p_reached']:.0f}% of draws)")
-
-
 def run(args):
     from ei_keras.inference import forecast, infer, load_model
+    from ei_keras.inference.posterior import reach_text
     from ei_keras.inference.trace_csv import read_trace_csv
 
     try:
@@ -115,7 +104,7 @@ def run(args):
         print(f"{name + (f' [{UNITS[name]}]' if UNITS.get(name) else ''):<22}"
               f"{summary['median'][0]:>12.4g}{summary['mean'][0]:>12.4g}"
               f"{summary['std'][0]:>12.4g}{interval:>28}")
-    print(_reach_text(fan["time_to_threshold"], args.threshold, args.t_max))
+    print(reach_text(fan["time_to_threshold"], args.threshold, args.t_max))
     if domain["ok"]:
         print(f"domain: ok (checked {', '.join(domain['checked'])})")
     else:
@@ -141,8 +130,8 @@ def run(args):
 def _print_exact(model, t, pH, known, args):
     """``--exact``: network and exact median + 90 % interval side by side, ESS, verdict and
     the exact forecast's time to threshold; returns the JSON-able exact result."""
-    from ei_keras.inference.posterior import forecast_from_draws
     from ei_keras.inference.exact_posterior import refine, refined_draws
+    from ei_keras.inference.posterior import forecast_from_draws, reach_text
 
     exact = refine(model, t, pH, known, allow_extrapolation=args.allow_extrapolation)
     print(f"exact posterior (importance sampling, ESS {exact['ess']:.0f} of "
@@ -158,7 +147,7 @@ def _print_exact(model, t, pH, known, args):
     grid = np.linspace(0.0, args.t_max, 1001)
     draws = refined_draws(exact, 200, np.random.default_rng(0))
     reach = forecast_from_draws(known, draws, grid, threshold=args.threshold)["time_to_threshold"]
-    print(f"exact {_reach_text(reach, args.threshold, args.t_max)}")
+    print(f"exact {reach_text(reach, args.threshold, args.t_max)}")
     result = {key: value for key, value in exact.items() if key not in ("draws", "weights")}
     result["time_to_threshold"] = {k: v for k, v in reach.items() if k != "draws"}
     return result

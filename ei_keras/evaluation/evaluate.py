@@ -7,6 +7,7 @@ the end of the run, fits the same subset by least squares, and writes ``metrics.
 and an interactive ``report.html``.
 """
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from ei_keras.inference.posterior import (
 )
 from ei_keras.models import decode_predictions, model_info
 from ei_keras.simulation import KNOWN_NAMES
-from ei_keras.targets import draw_latents, forward_transform
+from ei_keras.targets import draw_latents, forward_transform, summarize_gaussian
 
 HORIZONS_S = (300.0, 1000.0, 2000.0)
 # Traces whose attention and per-reading information the report plots.
@@ -215,7 +216,7 @@ def evaluate(model_path, data_path, out_dir, *, n_forecast=100, n_baseline=50, n
     from ei_keras.evaluation.report import build_report
     write_text(out_dir / "report.html", build_report(
         metrics, latent=latent, decoded=decoded, fitted=fitted, data=data, attention=attention,
-        grid=grid, fans=fans, true_readings=true_readings,
+        fans=fans, true_readings=true_readings,
         information_examples=information_examples))
     return metrics
 
@@ -272,3 +273,56 @@ def _single_trace_seconds(model, data, known_rows, repeats=20):
         infer(model, *valid_trace(data, row), known_rows[row], check_fit=False)
         times.append(time.perf_counter() - started)
     return float(np.median(times))
+
+
+def evaluate_dataset(model, data_path, prefix_length=None, n_max=None, *, progress=None):
+    """Posterior against the truth on the first ``n_max`` traces of a dataset.
+
+    ``prefix_length``: a prefix group of the file, ``"any"`` for its any-format traces, or
+    None (as :func:`load_test_data`). ``progress`` is called with the fraction done.
+
+    Returns
+    -------
+    dict
+        ``n`` (traces scored) and per target: ``truth``, ``median``, ``lo90``, ``hi90``
+        (physical units), ``transform`` and ``calibration`` (:func:`calibration_curve` of
+        the network's Gaussian, in its own space).
+
+    Raises
+    ------
+    EiKerasError
+        Traces longer than a fixed-format model was trained on, or a target the dataset
+        holds no truth for.
+    """
+    model = load_model(model)
+    data = (load_any_format(data_path) if prefix_length == "any"
+            else load_test_data(model, data_path, prefix_length))
+    if not model_info(model)["any_format"]:
+        trained = trained_prefix_length(model)
+        if data.prefix_length > trained * 1.01:
+            raise EiKerasError(f"the traces run to {data.prefix_length:g} s but the model was "
+                               f"trained on {trained:g} s prefixes; choose traces up to "
+                               f"{trained:g} s")
+    n = len(data.pH) if n_max is None else min(int(n_max), len(data.pH))
+    parts = []
+    for start in range(0, n, BATCH):
+        rows = slice(start, min(n, start + BATCH))
+        batch = dataclasses.replace(data, t=data.t[rows], pH=data.pH[rows],
+                                    known=data.known[rows])
+        parts.append(decode_dataset(model, batch)[0])
+        if progress is not None:
+            progress(rows.stop / n)
+    result = {"n": n}
+    for name, d in parts[0].items():
+        if name not in data.latent_names:
+            raise EiKerasError(f"{data_path}: the dataset has no truth for {name}")
+        loc = np.concatenate([part[name]["loc"] for part in parts])
+        scale = np.concatenate([part[name]["scale"] for part in parts])
+        truth = data.latent[:n, list(data.latent_names).index(name)].astype(float)
+        summary = summarize_gaussian(loc, scale, d["transform"], d.get("bounds"))
+        result[name] = {
+            "truth": truth, "median": summary["median"], "lo90": summary["lo90"],
+            "hi90": summary["hi90"], "transform": d["transform"],
+            "calibration": calibration_curve(
+                forward_transform(d["transform"], truth, d.get("bounds")), loc, scale)}
+    return result

@@ -215,6 +215,27 @@ def forecast_from_draws(known, draws, t, *, threshold=8.5, options=None) -> dict
     }
 
 
+def reach_text(reach, threshold, t_max):
+    """The time to ``threshold`` (``forecast(...)["time_to_threshold"]``) in words: a time
+    no draw reached by the horizon ``t_max`` reads "later than t_max"."""
+    if reach["p_reached"] == 0:
+        return f"pH {threshold:g} is not reached within {t_max:g} s in any posterior draw"
+
+    def at(value):
+        return f"{value:.0f} s" if np.isfinite(value) else f"later than {t_max:g} s"
+
+    low, high = reach["lo"], reach["hi"]
+    if np.isfinite(high):
+        band = f"{low:.0f}–{high:.0f} s"
+    elif np.isfinite(low):
+        band = f"{at(low)} to {at(high)}"
+    else:
+        band = at(low)
+    return (f"time to pH {threshold:g}: median {at(reach['median'])}, 90 % band {band}; "
+            f"reached within {t_max:g} s in {100 * reach['p_reached']:.0f} % of the posterior "
+            f"draws")
+
+
 def time_to_threshold(t, readings, threshold):
     """First time each row of ``readings`` (d, T) reaches ``threshold`` (linear between
     samples; 0 if it starts there; inf if never)."""

@@ -21,4 +21,13 @@ LABELS = {
     "pH_offset": "Probe offset",
 }
 
-__all__ = ["CONDITION_NAMES", "KNOWN_NAMES", "LABELS", "LATENT_NAMES", "UNITS", "simulate"]
+
+
+def label(name):
+    """A parameter's words with its unit, e.g. ``Volume [L]`` (the name if unknown)."""
+    unit = UNITS.get(name, "")
+    return f"{LABELS.get(name, name)} [{unit}]" if unit else LABELS.get(name, name)
+
+
+__all__ = ["CONDITION_NAMES", "KNOWN_NAMES", "LABELS", "LATENT_NAMES", "UNITS", "label",
+           "simulate"]

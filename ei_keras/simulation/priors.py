@@ -20,6 +20,13 @@ DEFAULT_PARAM_RANGES = {
 LOG_UNIFORM_NAMES = ("activity",)
 
 
+def prior_midpoints(param_ranges=None):
+    """A typical case: the middle of each prior range (geometric for log-uniform ones)."""
+    ranges = {**DEFAULT_PARAM_RANGES, **(param_ranges or {})}
+    return {name: float(np.sqrt(low * high)) if name in LOG_UNIFORM_NAMES
+            else float(low + high) / 2.0 for name, (low, high) in ranges.items()}
+
+
 def sample_priors(rng, n, param_ranges=None, *, use_probe_lag=True, use_offset=True):
     """Draw ``n`` independent cases from the priors.
 

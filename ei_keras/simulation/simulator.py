@@ -92,9 +92,10 @@ def validate_conditions(conditions) -> dict:
         if np.any(bad):
             index = int(np.flatnonzero(np.atleast_1d(bad))[0])
             shown = np.atleast_1d(value)[index]
+            where = f" at case {index}" if np.size(value) > 1 else ""
             raise EiKerasError(
                 f"{name} must be finite and within [{low:g}, {high:g}]; "
-                f"got {float(shown):g} at case {index}")
+                f"got {float(shown):g}{where}")
         arrays[name] = np.broadcast_to(value, (n,)).astype(float)
     return arrays
 

@@ -1,6 +1,11 @@
-"""Plotly figure builders for the dashboard (no Streamlit here; plain data in, figure out)."""
+"""Plotly figures of ei_keras results, for the evaluation report and the dashboard.
+
+Plain data in (dicts of arrays, physical units), a ``plotly.graph_objects.Figure`` out; no
+Streamlit here.
+"""
 
 import math
+from itertools import cycle
 
 import numpy as np
 import plotly.graph_objects as go
@@ -8,11 +13,17 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 COLORS = qualitative.Plotly
+BLUE, DARK_BLUE, ORANGE = "#1f77b4", "#0b3d6b", "#ff7f0e"
 BAND = "rgba(31,119,180,0.22)"
 TRUTH = "#d62728"
 NAMES = {"activity": "activity", "k_d": "k_d [1/s]", "tau_probe": "tau_probe [s]",
          "pH_offset": "pH offset [pH]"}
 LOG_AXES = ("activity",)
+DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "star")
+EXACT = "148,103,189"  # the exact posterior's colour; the network's is BLUE
+# Information curves: none in the attention's orange.
+INFORMATION_COLORS = ("#00CC96", "#AB63FA", "#19D3F3", "#636EFA")
 
 
 def _layout(figure, title, height=380, **kwargs):
@@ -24,13 +35,64 @@ def _layout(figure, title, height=380, **kwargs):
     return figure
 
 
-def _rate_axis(figure, rates, row, col):
-    """Log axis for learning rates spanning over a decade, else linear; ticks as 1e-3."""
+def _name(name):
+    return NAMES.get(name, name)
+
+
+def _positive(values):
+    values = np.asarray([v for v in values if v is not None], dtype=float)
+    return values[np.isfinite(values) & (values > 0)]
+
+
+def log_ticks(values):
+    """Tick values for a log axis over ``values``: decades when they span three or more,
+    else the finest of 1-2-5, 1-2-3-5-7 and 1…9 steps that puts three ticks inside, else
+    three evenly spaced values rounded to three digits."""
+    values = _positive(values)
+    if not values.size:
+        return []
+    low, high = float(values.min()), float(values.max())
+    decades = range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+    for steps in ((1,), (1, 2, 5), (1, 2, 3, 5, 7), range(1, 10)):
+        ticks = [float(f"{m * 10.0 ** e:.3g}") for e in decades for m in steps]
+        inside = [v for v in ticks if low <= v <= high]
+        if len(inside) >= 3:
+            return inside
+    return sorted({float(f"{v:.3g}") for v in np.geomspace(low, high, 3)})
+
+
+def _log_axis(update, values, **where):
+    """Make an axis logarithmic over ``values`` with readable ticks (several in view)."""
+    values = _positive(values)
+    if not values.size:
+        return
+    low, high = np.log10(values.min()), np.log10(values.max())
+    pad = max(0.06 * (high - low), 0.02)
+    ticks = log_ticks(values)
+    update(type="log", range=[low - pad, high + pad], tickmode="array", tickvals=ticks,
+           ticktext=[f"{v:.3g}" for v in ticks], **where)
+
+
+def _rate_axis(figure, rates, **where):
+    """Log axis for learning rates spanning over a decade, else linear from 0 (a constant
+    rate too); ticks as 1e-3."""
     rates = [v for v in rates if v is not None and v > 0]
     log = bool(rates) and max(rates) / min(rates) > 10
     figure.update_yaxes(type="log" if log else "linear", exponentformat="e",
-                        tickformat=None if log else ".1e", row=row, col=col)
+                        tickformat=None if log else ".1e",
+                        range=None if log or not rates else [0, 1.15 * max(rates)], **where)
 
+
+def _epoch_ticks(figure, last_epoch):
+    """Whole-number epoch ticks on every x axis (plotly would label a 2-epoch run 1.2, 1.4,
+    …), at most about a dozen."""
+    step = next((s for s in (1, 2, 5, 10, 20, 50, 100) if last_epoch / s <= 12), 200)
+    figure.update_xaxes(tick0=1 if step == 1 else 0, dtick=step, tickformat="d")
+
+
+# ---------------------------------------------------------------------------------------
+# Data and training
+# ---------------------------------------------------------------------------------------
 
 def preview_figure(preview, prefix_length):
     """Full trajectories (true pH, measured readings) and one prefix of a few cases."""
@@ -56,7 +118,8 @@ def preview_figure(preview, prefix_length):
 
 
 def training_figure(history, warmup_epochs=0, best_epoch=None):
-    """Loss and val_loss per epoch over the learning rate (log scale), warmup shaded."""
+    """Loss and val_loss per epoch (every epoch in view) over the learning rate, warmup
+    shaded, the best model starred."""
     figure = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
                            row_heights=[0.62, 0.38], subplot_titles=("Loss", "Learning rate"))
     epochs = [record["epoch"] for record in history]
@@ -70,7 +133,7 @@ def training_figure(history, warmup_epochs=0, best_epoch=None):
         figure.add_trace(go.Scatter(x=epochs, y=rates, mode="lines+markers",
                                     name="learning rate", line=dict(color=COLORS[2], shape="hv")),
                          2, 1)
-        _rate_axis(figure, rates, 2, 1)
+        _rate_axis(figure, rates, row=2, col=1)
     if best_epoch:
         best = next((r for r in history if r["epoch"] == best_epoch), None)
         if best is not None and best.get("val_loss") is not None:
@@ -83,23 +146,76 @@ def training_figure(history, warmup_epochs=0, best_epoch=None):
                 if row == 1 else {}
             figure.add_vrect(x0=0.5, x1=min(warmup_epochs, max(epochs)) + 0.5, fillcolor="gray",
                              opacity=0.12, line_width=0, row=row, col=1, **label)
-    # Keep the first (often huge) epochs from flattening the rest of the curve.
-    losses = [v for r in history for v in (r.get("loss"), r.get("val_loss"))
-              if v is not None and math.isfinite(v)]
-    if len(history) >= 4 and losses:
-        later = [v for r in history[len(history) // 4:] for v in (r.get("loss"), r.get("val_loss"))
-                 if v is not None and math.isfinite(v)]
-        low, high = min(losses), max(later)
-        pad = 0.1 * (high - low or 1.0)
-        figure.update_yaxes(range=[low - pad, high + pad], row=1, col=1)
+    figure.update_yaxes(title_text="loss (Gaussian NLL)", row=1, col=1)
+    figure.update_yaxes(title_text="learning rate", row=2, col=1)
     figure.update_xaxes(title_text="epoch", row=2, col=1)
-    if epochs and max(epochs) <= 20:
-        figure.update_xaxes(dtick=1, tick0=1)
+    if epochs:
+        _epoch_ticks(figure, max(epochs))
     return _layout(figure, None, height=520)
 
 
+def comparison_figure(results, current=None):
+    """Validation NLL and learning rate per epoch of every compared run; each run its own
+    colour, dash and marker, so runs with the same schedule stay distinguishable."""
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("Validation NLL", "Learning rate"))
+    series = [(r["name"], r.get("val_loss") or [], r.get("learning_rate") or [])
+              for r in results]
+    if current and current.get("history"):
+        history = current["history"]
+        series.append((f"{current['name']} (training)", [h.get("val_loss") for h in history],
+                       [h.get("learning_rate") for h in history]))
+    for i, (name, val_loss, rates) in enumerate(series):
+        style = dict(color=COLORS[i % len(COLORS)], dash=DASHES[i % len(DASHES)])
+        marker = dict(size=7, symbol=SYMBOLS[i % len(SYMBOLS)])
+        epochs = np.arange(1, max(len(val_loss), len(rates)) + 1)
+        # Runs often share a schedule: shift each a little along the epochs so none hides.
+        shift = 0.06 * (i - (len(series) - 1) / 2)
+        for col, values, line in ((1, val_loss, style), (2, rates, dict(style, shape="hv"))):
+            figure.add_trace(go.Scatter(
+                x=epochs[:len(values)] + shift, y=values, customdata=epochs,
+                mode="lines+markers", name=name, legendgroup=name, showlegend=col == 1,
+                marker=marker, line=line,
+                hovertemplate=f"{name}<br>epoch %{{customdata}}: %{{y:.4g}}<extra></extra>"),
+                1, col)
+    figure.update_xaxes(title_text="epoch")
+    _epoch_ticks(figure, max((max(len(v), len(r)) for _, v, r in series), default=1))
+    figure.update_yaxes(title_text="validation NLL", row=1, col=1)
+    _rate_axis(figure, [v for *_, rates in series for v in rates], row=1, col=2)
+    return _layout(figure, "Baseline vs improved: training curves", height=480)
+
+
+# ---------------------------------------------------------------------------------------
+# One trace: attention, posterior, exact check, forecast
+# ---------------------------------------------------------------------------------------
+
 def _rho_text(value):
     return "ρ n/a" if value is None or not math.isfinite(value) else f"ρ = {value:.2f}"
+
+
+def _scaled(values):
+    values = np.asarray(values, dtype=float)
+    peak = values.max() if values.size else 0.0
+    return values / peak if peak > 0 else values
+
+
+def _add_information(figure, t, attention, information, agreement=None, *, row=1, col=1,
+                     legend=True):
+    """The attention beside the information each reading carries about each parameter,
+    every curve scaled to its own largest value; ``agreement`` (per parameter the
+    Spearman correlation with the attention) is named in the legend."""
+    figure.add_trace(go.Scatter(x=t, y=_scaled(attention), mode="lines",
+                                name="attention (scaled)", legendgroup="attention",
+                                showlegend=legend,
+                                line=dict(color="rgba(255,127,14,0.9)", dash="dash")), row, col)
+    for color, (name, values) in zip(cycle(INFORMATION_COLORS), information.items()):
+        label = f"{_name(name)} information"
+        if agreement is not None:
+            label += f" ({_rho_text(agreement.get(name))} with attention)"
+        figure.add_trace(go.Scatter(x=t, y=_scaled(values), mode="lines", name=label,
+                                    legendgroup=name, showlegend=legend,
+                                    line=dict(color=color, width=2)),
+                         row, col)
+    figure.update_yaxes(title_text="share of its largest", range=[0, 1.05], row=row, col=col)
 
 
 def attention_figure(t, pH, attention, information=None, agreement=None, used=None):
@@ -107,10 +223,8 @@ def attention_figure(t, pH, attention, information=None, agreement=None, used=No
 
     With ``information`` (per parameter an array over the first ``used`` readings, see
     ``ei_keras.inference.information.reading_information``) a second panel on the same
-    time axis shows what each reading tells about each parameter, each scaled to its own
-    largest value, beside the attention scaled the same way (dashed); ``agreement`` (per
-    parameter the Spearman correlation with the attention) is named in the legend.
-    Readings past ``used`` (cut by the model's trained maximum) are shaded.
+    time axis shows it beside the attention (see :func:`_add_information`). Readings past
+    ``used`` (cut by the model's trained maximum) are shaded.
     """
     t, pH, attention = (np.asarray(v, dtype=float) for v in (t, pH, attention))
     used = len(t) if used is None else int(used)
@@ -124,24 +238,12 @@ def attention_figure(t, pH, attention, information=None, agreement=None, used=No
     figure.add_trace(go.Bar(x=t, y=attention, width=width, name="attention weight",
                             marker=dict(color="rgba(255,127,14,0.55)")), 1, 1, secondary_y=True)
     figure.add_trace(go.Scatter(
-        x=t, y=pH, mode="lines+markers", name="measured pH", line=dict(color="#1f77b4", width=1),
+        x=t, y=pH, mode="lines+markers", name="measured pH", line=dict(color=BLUE, width=1),
         marker=dict(size=7 if len(t) <= 200 else 4, color=attention, colorscale="Oranges",
-                    line=dict(width=0.5, color="#1f77b4"))), 1, 1, secondary_y=False)
+                    line=dict(width=0.5, color=BLUE))), 1, 1, secondary_y=False)
     if information:
-        top = attention[:used].max() if used else 0.0
-        figure.add_trace(go.Scatter(
-            x=t[:used], y=attention[:used] / top if top > 0 else attention[:used], mode="lines",
-            name="attention (scaled)", line=dict(color="rgba(255,127,14,0.9)", dash="dash")),
-            2, 1)
-        for i, (name, values) in enumerate(information.items()):
-            values = np.asarray(values, dtype=float)
-            peak = values.max() if values.size else 0.0
-            rho = _rho_text((agreement or {}).get(name))
-            figure.add_trace(go.Scatter(
-                x=t[:used], y=values / peak if peak > 0 else values, mode="lines",
-                name=f"{NAMES.get(name, name)} information ({rho} with attention)",
-                line=dict(color=COLORS[(i + 2) % len(COLORS)], width=2)), 2, 1)
-        figure.update_yaxes(title_text="share of its largest", range=[0, 1.05], row=2, col=1)
+        _add_information(figure, t[:used], attention[:used], information, agreement or {},
+                         row=2)
     if used < len(t):
         for row in range(1, rows + 1):
             label = dict(annotation_text="not read: past the trained maximum",
@@ -160,7 +262,7 @@ def posterior_figure(posterior, truth=None):
     """Per parameter: median, 50/90/95 % intervals and the true value when known."""
     names = list(posterior)
     figure = make_subplots(rows=len(names), cols=1, vertical_spacing=0.5 / max(len(names), 1),
-                           subplot_titles=[NAMES.get(n, n) for n in names])
+                           subplot_titles=[_name(n) for n in names])
     for row, name in enumerate(names, start=1):
         stats = posterior[name]
         for level, width, alpha in ((95, 6, 0.25), (90, 12, 0.4), (50, 22, 0.75)):
@@ -170,21 +272,25 @@ def posterior_figure(posterior, truth=None):
                 name=f"{level} % interval", legendgroup=f"i{level}", showlegend=row == 1,
                 hovertemplate=f"{level} %%: %{{x:.4g}}<extra></extra>"), row, 1)
         figure.add_trace(go.Scatter(x=[stats["median"]], y=[0], mode="markers",
-                                    marker=dict(symbol="diamond", size=14, color="#0b3d6b"),
+                                    marker=dict(symbol="diamond", size=14, color=DARK_BLUE),
                                     name="median", legendgroup="median", showlegend=row == 1,
                                     hovertemplate="median %{x:.4g}<extra></extra>"), row, 1)
-        if truth and name in truth and truth[name] is not None:
-            figure.add_trace(go.Scatter(x=[truth[name]], y=[0], mode="markers",
-                                        marker=dict(symbol="star", size=16, color=TRUTH),
-                                        name="truth", legendgroup="truth", showlegend=row == 1,
-                                        hovertemplate="truth %{x:.4g}<extra></extra>"), row, 1)
+        known = _truth_star(figure, truth, name, row, size=16)
         if name in LOG_AXES and stats["lo95"] > 0:
-            figure.update_xaxes(type="log", dtick=1, exponentformat="power", row=row, col=1)
+            _log_axis(figure.update_xaxes, [stats["lo95"], stats["hi95"], known], row=row, col=1)
         figure.update_yaxes(visible=False, range=[-1, 1], row=row, col=1)
     return _layout(figure, "Posterior of each parameter", height=170 + 135 * len(names))
 
 
-EXACT = "148,103,189"  # the exact posterior's colour; the network's is the posterior's blue
+def _truth_star(figure, truth, name, row, size):
+    """Mark the true value of ``name`` (when ``truth`` knows it) on a subplot row; return it."""
+    known = truth.get(name) if truth else None
+    if known is not None:
+        figure.add_trace(go.Scatter(x=[known], y=[0], mode="markers",
+                                    marker=dict(symbol="star", size=size, color=TRUTH),
+                                    name="truth", legendgroup="truth", showlegend=row == 1,
+                                    hovertemplate="truth %{x:.4g}<extra></extra>"), row, 1)
+    return known
 
 
 def exact_figure(network, exact, truth=None):
@@ -196,8 +302,8 @@ def exact_figure(network, exact, truth=None):
     """
     names = [name for name in exact if name in network]
     figure = make_subplots(rows=len(names), cols=1, vertical_spacing=0.5 / max(len(names), 1),
-                           subplot_titles=[NAMES.get(n, n) for n in names])
-    rows = (("network", network, 0.5, "31,119,180", "#0b3d6b"),
+                           subplot_titles=[_name(n) for n in names])
+    rows = (("network", network, 0.5, "31,119,180", DARK_BLUE),
             ("exact", exact, -0.5, EXACT, "#4b2d6b"))
     for row, name in enumerate(names, start=1):
         for label, summaries, y, rgb, dark in rows:
@@ -214,99 +320,133 @@ def exact_figure(network, exact, truth=None):
                 marker=dict(symbol="diamond", size=13, color=dark), name=f"{label}: median",
                 legendgroup=f"{label}median", showlegend=row == 1,
                 hovertemplate=f"{label} median %{{x:.4g}}<extra></extra>"), row, 1)
-        if truth and truth.get(name) is not None:
-            figure.add_trace(go.Scatter(x=[truth[name]], y=[0], mode="markers",
-                                        marker=dict(symbol="star", size=15, color=TRUTH),
-                                        name="truth", legendgroup="truth", showlegend=row == 1,
-                                        hovertemplate="truth %{x:.4g}<extra></extra>"), row, 1)
+        known = _truth_star(figure, truth, name, row, size=15)
         ends = [summaries[name][key] for _, summaries, *_ in rows for key in ("lo90", "hi90")]
-        ends += [truth[name]] if truth and truth.get(name) is not None else []
-        ends = np.asarray([v for v in ends if v is not None and math.isfinite(v)], dtype=float)
-        log = name in LOG_AXES and ends.size > 0 and ends.min() > 0
-        if ends.size:  # both intervals whole, with a margin
-            low, high = (np.log10(ends) if log else ends).min(), \
-                (np.log10(ends) if log else ends).max()
-            pad = 0.06 * (high - low) if high > low else (0.1 if log else 0.1 * abs(high) or 1)
+        ends = [v for v in ends + [known] if v is not None and math.isfinite(v)]
+        if name in LOG_AXES and ends and min(ends) > 0:
+            _log_axis(figure.update_xaxes, ends, row=row, col=1)
+        elif ends:  # both intervals whole, with a margin
+            low, high = min(ends), max(ends)
+            pad = 0.06 * (high - low) if high > low else 0.1 * abs(high) or 1.0
             figure.update_xaxes(range=[low - pad, high + pad], row=row, col=1)
-        if log:
-            figure.update_xaxes(type="log", dtick=1, exponentformat="power", row=row, col=1)
         figure.update_yaxes(range=[-1.2, 1.2], tickvals=[0.5, -0.5], zeroline=False,
                             ticktext=["network", "exact"], showgrid=False, row=row, col=1)
     return _layout(figure, "Exact posterior beside the network's",
                    height=190 + 150 * len(names))
 
 
-def forecast_figure(fc, trace):
-    """Forecast fan (5–95 %) of the measured pH, the prefix, the truth and the threshold."""
-    t = np.asarray(fc["t"], dtype=float)
-    figure = go.Figure()
+def _add_fan(figure, fan, *, row=None, col=None, legend=True):
+    """The forecast's 5–95 % band and median (``t, median, lo, hi`` of one trace)."""
+    t = np.asarray(fan["t"], dtype=float)
     figure.add_trace(go.Scatter(x=np.concatenate([t, t[::-1]]),
-                                y=np.concatenate([fc["hi"], np.asarray(fc["lo"])[::-1]]),
+                                y=np.concatenate([fan["hi"], np.asarray(fan["lo"])[::-1]]),
                                 fill="toself", fillcolor=BAND, line=dict(width=0),
-                                name="5–95 % band", hoverinfo="skip"))
-    figure.add_trace(go.Scatter(x=t, y=fc["median"], mode="lines", name="forecast median",
-                                line=dict(color="#1f77b4", width=2)))
-    if trace.get("trajectory"):
-        figure.add_trace(go.Scatter(x=trace["trajectory"]["t"], y=trace["trajectory"]["pH"],
-                                    mode="lines", name="what happened (simulated)",
+                                name="5–95 % band", legendgroup="band", showlegend=legend,
+                                hoverinfo="skip"), row=row, col=col)
+    figure.add_trace(go.Scatter(x=t, y=fan["median"], mode="lines", name="forecast median",
+                                legendgroup="median", showlegend=legend,
+                                line=dict(color=BLUE, width=2)), row=row, col=col)
+
+
+def forecast_figure(fan, readings=None, trajectory=None):
+    """One trace's forecast fan (5–95 %) of the measured pH with its ``readings`` (``t``,
+    ``pH``), what happened (``trajectory``, a simulated run's ``t``, ``pH``), the threshold
+    and the 90 % band of the time to reach it (drawn to the horizon when a draw never
+    reaches it)."""
+    t = np.asarray(fan["t"], dtype=float)
+    figure = go.Figure()
+    _add_fan(figure, fan)
+    if trajectory is not None:
+        figure.add_trace(go.Scatter(x=trajectory["t"], y=trajectory["pH"], mode="lines",
+                                    name="what happened (simulated)",
                                     line=dict(color="black", dash="dot", width=1.5)))
-    figure.add_trace(go.Scatter(x=trace["t"], y=trace["pH"], mode="markers",
-                                marker=dict(size=4, color="#ff7f0e"), name="prefix readings"))
-    figure.add_hline(y=fc["threshold"], line=dict(color=TRUTH, dash="dash"),
-                     annotation_text=f"threshold pH {fc['threshold']:g}",
+    if readings is not None:
+        figure.add_trace(go.Scatter(x=readings["t"], y=readings["pH"], mode="markers",
+                                    marker=dict(size=4, color=ORANGE), name="readings"))
+    threshold = fan["threshold"]
+    figure.add_hline(y=threshold, line=dict(color=TRUTH, dash="dash"),
+                     annotation_text=f"threshold pH {threshold:g}",
                      annotation_position="bottom right")
-    ttt = fc["time_to_threshold"]
-    if math.isfinite(ttt["lo"]):
-        high = ttt["hi"] if math.isfinite(ttt["hi"]) else float(t[-1])
-        figure.add_vrect(x0=ttt["lo"], x1=high, fillcolor=TRUTH, opacity=0.08, line_width=0)
-    if math.isfinite(ttt["median"]):
-        figure.add_vline(x=ttt["median"], line=dict(color=TRUTH, width=1),
-                         annotation_text=f"reached at ~{ttt['median']:.0f} s",
+    reach = fan["time_to_threshold"]
+    if math.isfinite(reach["lo"]):
+        high = reach["hi"] if math.isfinite(reach["hi"]) else float(t[-1])
+        shown = [fan["lo"], fan["hi"], [threshold]] + ([readings["pH"]] if readings else [])
+        bottom = min(float(np.nanmin(v)) for v in shown)
+        top = max(float(np.nanmax(v)) for v in shown)
+        later = "" if math.isfinite(reach["hi"]) else f" (to later than {t[-1]:g} s)"
+        figure.add_trace(go.Scatter(
+            x=[reach["lo"], high, high, reach["lo"], reach["lo"]],
+            y=[bottom, bottom, top, top, bottom], fill="toself", mode="lines",
+            fillcolor="rgba(214,39,40,0.12)", line=dict(width=0), hoverinfo="skip",
+            name=f"time to pH {threshold:g}: 90 % band{later}"))
+    if math.isfinite(reach["median"]):
+        figure.add_vline(x=reach["median"], line=dict(color=TRUTH, width=1),
+                         annotation_text=f"reached at ~{reach['median']:.0f} s",
                          annotation_position="top left")
     figure.update_xaxes(title_text="time [s]")
     figure.update_yaxes(title_text="measured pH")
     return _layout(figure, "Forecast of the measured pH", height=460)
 
 
-def _interval_errors(median, low, high):
-    return dict(type="data", symmetric=False, array=np.maximum(high - median, 0),
-                arrayminus=np.maximum(median - low, 0), thickness=0.8, width=0)
+# ---------------------------------------------------------------------------------------
+# Many traces: recovery, calibration, forecasts, attention (report and Analyse page)
+# ---------------------------------------------------------------------------------------
 
+def recovery_figure(estimates, baseline=None, title="Recovery: estimate vs truth"):
+    """Truth vs posterior median with its 90 % interval, one panel per parameter in a grid
+    of two columns (log axes for activity).
 
-def recovery_figure(evaluation, names):
-    """Truth vs posterior median with 90 % intervals, per parameter."""
-    figure = make_subplots(rows=1, cols=len(names), subplot_titles=[NAMES.get(n, n)
-                                                                    for n in names])
-    for col, name in enumerate(names, start=1):
-        result = evaluation[name]
-        truth, median = np.asarray(result["truth"]), np.asarray(result["median"])
+    ``estimates`` maps each parameter to arrays ``truth, median, lo90, hi90``;
+    ``baseline`` (optional) maps parameters to arrays ``truth, estimate`` of another
+    estimator (least squares), drawn beside.
+    """
+    names = list(estimates)
+    cols = min(2, len(names))
+    rows = math.ceil(len(names) / cols)
+    figure = make_subplots(rows=rows, cols=cols, subplot_titles=[_name(n) for n in names],
+                           horizontal_spacing=0.12, vertical_spacing=0.32 / rows)
+    for i, name in enumerate(names):
+        row, col = divmod(i, cols)
+        where = dict(row=row + 1, col=col + 1)
+        result = estimates[name]
+        truth, median = (np.asarray(result[k], dtype=float) for k in ("truth", "median"))
+        lo, hi = (np.asarray(result[k], dtype=float) for k in ("lo90", "hi90"))
         figure.add_trace(go.Scatter(
             x=truth, y=median, mode="markers", name="median ± 90 % interval",
-            showlegend=col == 1, marker=dict(size=5, color="#1f77b4", opacity=0.65),
-            error_y=_interval_errors(median, np.asarray(result["lo90"]),
-                                     np.asarray(result["hi90"]))), 1, col)
-        finite = np.concatenate([truth, median])
-        finite = finite[np.isfinite(finite) & ((finite > 0) if name in LOG_AXES else True)]
-        if finite.size:
-            low, high = float(finite.min()), float(finite.max())
+            legendgroup="model", showlegend=i == 0,
+            marker=dict(size=5, color=BLUE, opacity=0.7),
+            error_y=dict(type="data", symmetric=False, array=np.maximum(hi - median, 0),
+                         arrayminus=np.maximum(median - lo, 0), thickness=0.5, width=0,
+                         color="rgba(31,119,180,0.25)")), **where)
+        if baseline and name in baseline:
+            other = baseline[name]
+            figure.add_trace(go.Scatter(
+                x=other["truth"], y=other["estimate"], mode="markers", name="least squares",
+                legendgroup="baseline", showlegend=i == 0,
+                marker=dict(size=6, color=TRUTH, symbol="x")), **where)
+        values = np.concatenate([truth, median])
+        values = values[np.isfinite(values) & ((values > 0) if name in LOG_AXES else True)]
+        if values.size:
+            low, high = float(values.min()), float(values.max())
             figure.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines",
-                                        name="perfect recovery", showlegend=col == 1,
-                                        line=dict(color="gray", dash="dash")), 1, col)
+                                        name="perfect recovery", legendgroup="diagonal",
+                                        showlegend=i == 0,
+                                        line=dict(color="gray", dash="dash")), **where)
         if name in LOG_AXES:
-            figure.update_xaxes(type="log", dtick=1, exponentformat="power", row=1, col=col)
-            figure.update_yaxes(type="log", dtick=1, exponentformat="power", row=1, col=col)
-        figure.update_xaxes(title_text="truth", row=1, col=col)
-        figure.update_yaxes(title_text="estimate", row=1, col=col)
-    return _layout(figure, "Recovery: estimate vs truth", height=460)
+            _log_axis(figure.update_xaxes, values, **where)
+            _log_axis(figure.update_yaxes, values, **where)
+        figure.update_xaxes(title_text="truth", **where)
+        figure.update_yaxes(title_text="estimate", **where)
+    return _layout(figure, title, height=120 + 340 * rows)
 
 
-def calibration_figure(evaluation, names):
-    """Observed vs nominal coverage of central posterior intervals."""
+def calibration_figure(curves):
+    """Observed vs nominal coverage of central posterior intervals; ``curves`` maps each
+    parameter to ``nominal`` levels [%] and the ``observed`` coverage (fractions)."""
     figure = go.Figure()
-    for i, name in enumerate(names):
-        curve = evaluation[name]["calibration"]
+    for i, (name, curve) in enumerate(curves.items()):
         figure.add_trace(go.Scatter(x=curve["nominal"], y=np.asarray(curve["observed"]) * 100,
-                                    mode="lines+markers", name=NAMES.get(name, name),
+                                    mode="lines+markers", name=_name(name),
                                     line=dict(color=COLORS[i % len(COLORS)])))
     figure.add_trace(go.Scatter(x=[0, 100], y=[0, 100], mode="lines", name="ideal",
                                 line=dict(color="gray", dash="dash")))
@@ -316,28 +456,52 @@ def calibration_figure(evaluation, names):
                    height=460)
 
 
-def comparison_figure(results, current=None):
-    """Validation NLL and learning rate per epoch of every compared run (warmup visible)."""
-    figure = make_subplots(rows=1, cols=2, subplot_titles=("Validation NLL", "Learning rate"))
-    series = [(r["name"], r.get("val_loss") or [], r.get("learning_rate") or [], "solid")
-              for r in results]
-    if current and current.get("history"):
-        history = current["history"]
-        series.append((f"{current['name']} (training)", [h.get("val_loss") for h in history],
-                       [h.get("learning_rate") for h in history], "dot"))
-    for i, (name, val_loss, rates, dash) in enumerate(series):
-        color = COLORS[i % len(COLORS)]
-        epochs = list(range(1, len(val_loss) + 1))
-        figure.add_trace(go.Scatter(x=epochs, y=val_loss, mode="lines+markers", name=name,
-                                    legendgroup=name, marker=dict(size=4),
-                                    line=dict(color=color, dash=dash)), 1, 1)
-        figure.add_trace(go.Scatter(x=epochs, y=rates, mode="lines+markers", name=name,
-                                    legendgroup=name, showlegend=False, marker=dict(size=4),
-                                    line=dict(color=color, dash=dash, shape="hv")), 1, 2)
-    figure.update_xaxes(title_text="epoch")
-    _rate_axis(figure, [v for _, _, rates, _ in series for v in rates], 1, 2)
-    return _layout(figure, "Baseline vs improved: training curves", height=480)
+def forecast_examples_figure(fans, truths, examples=4):
+    """Forecast fans of the first ``examples`` traces beside the true noise-free reading
+    (``truths``: one array per trace on the fan's times)."""
+    count = min(examples, len(fans))
+    figure = make_subplots(rows=1, cols=count, subplot_titles=[f"trace {i}" for i in range(count)])
+    for i in range(count):
+        fan = fans[i]
+        _add_fan(figure, fan, row=1, col=i + 1, legend=i == 0)
+        figure.add_trace(go.Scatter(x=fan["t"], y=truths[i], name="truth", legendgroup="truth",
+                                    showlegend=i == 0, line=dict(color="black", dash="dot")),
+                         row=1, col=i + 1)
+        figure.add_hline(y=fan["threshold"], line=dict(color=TRUTH, dash="dash"),
+                         row=1, col=i + 1)
+        figure.update_xaxes(title_text="time [s]", row=1, col=i + 1)
+    figure.update_yaxes(title_text="measured pH", row=1, col=1)
+    return _layout(figure, "Forecast of the measured pH", height=420)
 
+
+def attention_heatmap_figure(t, attention, rows=60):
+    """Heat-map of the attention weights over the readings of the first ``rows`` traces."""
+    figure = go.Figure(go.Heatmap(z=attention[:rows], x=t, colorscale="Viridis",
+                                  colorbar=dict(title="weight")))
+    figure.update_xaxes(title_text="time [s]")
+    figure.update_yaxes(title_text="trace")
+    return _layout(figure, "Attention over the readings", height=420)
+
+
+def information_figure(examples, median_agreement=None):
+    """Per trace ``(t, attention, information)``: the attention on each reading beside the
+    information each reading carries about each parameter; ``median_agreement`` (per
+    parameter the median Spearman correlation over traces) goes in the title."""
+    figure = make_subplots(rows=1, cols=len(examples),
+                           subplot_titles=[f"trace {i}" for i in range(len(examples))])
+    for col, (t, attention, information) in enumerate(examples, start=1):
+        _add_information(figure, t, attention, information, col=col, legend=col == 1)
+        figure.update_xaxes(title_text="time [s]", row=1, col=col)
+    title = "Attention vs what each reading tells (each curve scaled to its largest)"
+    if median_agreement:
+        title += "<br><sup>median Spearman correlation over traces: " + ", ".join(
+            f"{_name(n)} {v:.2f}" for n, v in median_agreement.items()) + "</sup>"
+    return _layout(figure, title, height=460)
+
+
+# ---------------------------------------------------------------------------------------
+# A live run
+# ---------------------------------------------------------------------------------------
 
 def _finite(values):
     """Floats with inf/None as NaN (plotly draws a gap)."""

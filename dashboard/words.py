@@ -1,0 +1,33 @@
+"""Package messages in the dashboard's words: its controls instead of API and CLI
+options, parameter labels with units instead of names."""
+
+import re
+
+from ei_keras.simulation import KNOWN_NAMES, LABELS, LATENT_NAMES, UNITS
+
+_DASHBOARD_WORDS = (
+    (re.compile(r"\s*Pass allow_extrapolation=True.*?(to get it anyway, flagged|$)"),
+     " Tick “Allow extrapolation” to get an answer anyway, flagged as one."),
+    (re.compile(r",?\s*\(CLI: --minutes\)"), " with the “Time in minutes” switch"),
+    (re.compile(r";\s*name it with --[\w-]+-column"),
+     "; name the columns in the header row, e.g. time and pH"),
+    (re.compile(r"np\.float\d+\(([^)]*)\)"), r"\1"),
+)
+
+
+def in_dashboard_words(text: str) -> str:
+    """``substrate_mM = 500 … Pass allow_extrapolation=True …`` → ``Urea (substrate) =
+    500 mM … Tick “Allow extrapolation” …``."""
+    for pattern, words in _DASHBOARD_WORDS:
+        text = pattern.sub(words, text)
+    for name in KNOWN_NAMES + LATENT_NAMES:
+        unit = f" {UNITS[name]}" if UNITS.get(name) else ""
+        text = re.sub(rf"\b{name} = ([-+0-9.eE]+)", rf"{LABELS[name]} = \g<1>{unit}", text)
+        text = re.sub(rf"\b{name} must be finite and within \[(\S+), (\S+)\]",
+                      rf"{LABELS[name]} must lie within \g<1>–\g<2>{unit}", text)
+    return text
+
+
+def domain_in_words(domain: dict) -> dict:
+    """A domain report (``ei_keras.infer``) with its flags in the dashboard's words."""
+    return dict(domain, flags=[in_dashboard_words(flag) for flag in domain["flags"]])
