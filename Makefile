@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine:
-#   make run    install into .venv, then start the main job
-#   make test   install into .venv (with test extras), then run the test suite
+#   make run    install into .venv (the package and the dashboard), then start the dashboard
+#   make test   install into .venv (with the test extras: jax, playwright, …), then run the tests
 # The CPU build of torch is installed first so pip never pulls a multi-GB CUDA build.
 
 VENV ?= .venv
@@ -8,7 +8,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: install run test test-torch test-jax
+.PHONY: install install-test run test test-torch test-jax test-tensorflow
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,18 +16,32 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet "$(TORCH_CPU)" || $(BIN)/pip install --quiet torch --index-url https://download.pytorch.org/whl/cpu
+	$(BIN)/pip install --quiet -e ".[dashboard]"
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e ".[dashboard,test]"
+	touch $@
+
+# tensorflow (about 1.4 GB) only for its own test run; it keeps torch, keras 3 and numpy.
+$(VENV)/.installed-tensorflow: $(VENV)/.installed-test
+	$(BIN)/pip install --quiet -e ".[dashboard,test,tensorflow]"
 	touch $@
 
 install: $(VENV)/.installed
 
+install-test: $(VENV)/.installed-test
+
 run: install
 	$(BIN)/streamlit run dashboard/app.py
 
-test: test-torch test-jax
+test: test-torch test-jax test-tensorflow
 
-test-torch: install
+test-torch: install-test
 	KERAS_BACKEND=torch $(BIN)/python -m pytest -q
 
-test-jax: install
+test-jax: install-test
 	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -m backend
+
+test-tensorflow: $(VENV)/.installed-tensorflow
+	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -m backend

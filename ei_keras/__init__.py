@@ -3,6 +3,9 @@
 The mechanistic simulator (``ei_keras.simulate``) generates training data; a Keras 3
 network amortises the inverse problem. Keras defaults to the torch backend unless the
 user has chosen one through ``KERAS_BACKEND``.
+
+Names load on first use: ``import ei_keras.simulation`` loads neither keras nor a
+backend; ``ei_keras.infer`` or ``ei_keras.train`` loads them when first read.
 """
 
 import os
@@ -13,44 +16,32 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 # single-trace inference 300x slower (spinning threads on tiny ops). Read at torch import.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from ei_keras.errors import EiKerasError  # noqa: E402
-from ei_keras.simulation import simulate  # noqa: E402
-from ei_keras.data import generate_dataset, load_prefix, load_trajectories  # noqa: E402
-from ei_keras.data import load_any_format  # noqa: E402
-from ei_keras.simulation.measurement import get_adaptive_prefix_n_points  # noqa: E402
-from ei_keras import callbacks, layers, losses, optimizers  # noqa: E402
-from ei_keras.models import build_model  # noqa: E402
-from ei_keras.training import train  # noqa: E402
-from ei_keras.inference import (  # noqa: E402
-    LiveInference,
-    default_model_path,
-    fit_least_squares,
-    forecast,
-    infer,
-    refine,
-)
+from ei_keras.lazy_imports import lazy_attributes, register_after_keras  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "EiKerasError",
-    "simulate",
-    "generate_dataset",
-    "load_prefix",
-    "load_any_format",
-    "load_trajectories",
-    "get_adaptive_prefix_n_points",
-    "callbacks",
-    "layers",
-    "losses",
-    "optimizers",
-    "build_model",
-    "train",
-    "LiveInference",
-    "default_model_path",
-    "fit_least_squares",
-    "forecast",
-    "infer",
-    "refine",
-    "__version__",
-]
+_ORIGINS = {
+    "EiKerasError": "ei_keras.errors",
+    "simulate": "ei_keras.simulation",
+    "generate_dataset": "ei_keras.data",
+    "load_prefix": "ei_keras.data",
+    "load_any_format": "ei_keras.data",
+    "load_trajectories": "ei_keras.data",
+    "get_adaptive_prefix_n_points": "ei_keras.simulation.measurement",
+    "build_model": "ei_keras.models",
+    "train": "ei_keras.training",
+    "LiveInference": "ei_keras.inference",
+    "default_model_path": "ei_keras.inference",
+    "fit_least_squares": "ei_keras.inference",
+    "forecast": "ei_keras.inference",
+    "infer": "ei_keras.inference",
+    "refine": "ei_keras.inference",
+}
+# Submodules that are part of the public API (``__all__``), and others reachable as
+# attributes after a bare ``import ei_keras``, e.g. ``ei_keras.models``.
+_PUBLIC_MODULES = ("callbacks", "layers", "losses", "optimizers")
+_MODULES = (*_PUBLIC_MODULES, "config", "data", "evaluation", "inference", "models",
+            "simulation", "training")
+__all__ = [*_ORIGINS, *_PUBLIC_MODULES, "__version__"]
+__getattr__, __dir__ = lazy_attributes(__name__, _ORIGINS, _MODULES)
+register_after_keras()

@@ -82,6 +82,7 @@ def test_per_epoch_warmup_reads_target_from_the_optimizer():
     np.testing.assert_allclose(history.history["learning_rate"], expected, rtol=1e-6)
 
 
+@pytest.mark.backend
 def test_resumed_fit_continues_the_ramp_and_the_plateau_counters():
     model, record = tiny_model(), RecordBatchLR()
     plateau = PlateauAfterWarmup(factor=0.5, patience=2, warmup_epochs=2, min_delta=0.0)
@@ -94,6 +95,7 @@ def test_resumed_fit_continues_the_ramp_and_the_plateau_counters():
     assert lr_of(model) == pytest.approx(0.005)
 
 
+@pytest.mark.backend
 def test_cooldown_min_lr_and_relative_delta_for_negative_losses():
     model = tiny_model()
     plateau = PlateauAfterWarmup(factor=0.1, patience=1, min_lr=2e-4, warmup_epochs=0,
@@ -127,6 +129,7 @@ def test_callbacks_reject_bad_arguments(make, text):
         make()
 
 
+@pytest.mark.backend
 def test_history_logger_and_stop_file(tmp_path):
     stop = tmp_path / "stop"
 

@@ -16,7 +16,7 @@ _NAP = 0.05  # seconds between looks at the stop flag while waiting
 
 
 def add_parser(subparsers):
-    from ei_keras.inference.live import SettleRule
+    from ei_keras.inference.settle import SettleRule
 
     rule = SettleRule()
     parser = subparsers.add_parser(

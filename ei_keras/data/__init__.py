@@ -1,6 +1,6 @@
 """Training data: simulate prefixes and trajectories into HDF5, and load them back."""
 
-from ei_keras.data.generate import FORMAT_VERSION, generate_dataset, prefix_group_name
+from ei_keras.data.generate import FORMAT_VERSION, generate_dataset, prefix_group_name, preview
 from ei_keras.data.load import (
     PrefixData,
     TrajectoryData,
@@ -20,4 +20,5 @@ __all__ = [
     "load_prefix",
     "load_trajectories",
     "prefix_group_name",
+    "preview",
 ]

@@ -1,9 +1,19 @@
-"""What the scientist gets out: posterior inference, forecasts, the least-squares baseline."""
+"""What the scientist gets out: posterior inference, forecasts, the least-squares baseline.
 
-from ei_keras.inference.default_model import default_model_path
-from ei_keras.inference.least_squares import fit_least_squares, predict_readings
-from ei_keras.inference.posterior import forecast, infer, load_model
-from ei_keras.inference.exact_posterior import refine
-from ei_keras.inference.live import LiveInference
+Names load on first use (``default_model_path`` and the least-squares fit need no keras).
+"""
 
-__all__ = ["LiveInference", "default_model_path", "fit_least_squares", "forecast", "infer", "load_model", "predict_readings", "refine"]
+from ei_keras.lazy_imports import lazy_attributes
+
+_ORIGINS = {
+    "LiveInference": "ei_keras.inference.live",
+    "default_model_path": "ei_keras.inference.default_model",
+    "fit_least_squares": "ei_keras.inference.least_squares",
+    "forecast": "ei_keras.inference.posterior",
+    "infer": "ei_keras.inference.posterior",
+    "load_model": "ei_keras.inference.posterior",
+    "predict_readings": "ei_keras.inference.least_squares",
+    "refine": "ei_keras.inference.exact_posterior",
+}
+__all__ = list(_ORIGINS)
+__getattr__, __dir__ = lazy_attributes(__name__, _ORIGINS)

@@ -39,7 +39,7 @@ def detach_mask(x):
 
 
 def _pad_axis(x, axis, pad):
-    if pad == 0:
+    if isinstance(pad, int) and pad == 0:  # a static shape; tensorflow's may be a tensor
         return x
     widths = [[0, 0] for _ in x.shape]
     widths[axis] = [0, pad]

@@ -81,7 +81,10 @@ class PrefixFeatures(keras.layers.Layer):
                                       self.compute_dtype)
         ph = (ph - reference) / self.ph_scale
         spacing = t[:, 1:] - t[:, :-1]
-        dt = ops.concatenate([spacing[:, :1], spacing], axis=1) if t.shape[1] != 1 else t * 0.0
+        # The first step repeats the first spacing, 0 for a single reading (no test of the
+        # length: a traced one may be unknown).
+        first = ops.concatenate([spacing[:, :1], ops.zeros_like(t[:, :1])], axis=1)[:, :1]
+        dt = ops.concatenate([first, spacing], axis=1)
         features = ops.stack([ph, t / self.time_scale, dt / self.dt_scale], axis=-1)
         features = ops.where(ops.isfinite(features), features, ops.zeros_like(features))
         return ops.where(valid[..., None], features, ops.zeros_like(features))

@@ -49,7 +49,7 @@ def reading_bins(ph, t, n_bins):
 
 def bin_sums(values, index, n_bins):
     """Per row and bin, the sum of ``values`` (batch, steps) over readings in the bin."""
-    batch, steps = ops.shape(values)[0], ops.shape(values)[1]
+    batch = ops.shape(values)[0]
     rows = ops.arange(batch, dtype="int32")[:, None] * n_bins
     segments = ops.reshape(index + rows, (-1,))
     sums = ops.segment_sum(ops.reshape(values, (-1,)), segments, num_segments=batch * n_bins)
