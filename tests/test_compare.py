@@ -42,3 +42,22 @@ def test_tiny_comparison_writes_table_and_page(tmp_path):
     assert {"r2", "coverage90", "nll"} <= set(saved[0]["test"]["activity"])
     assert "improved-10s" in (tmp_path / "cmp" / "table.md").read_text()
     assert "plotly" in (tmp_path / "cmp" / "compare.html").read_text()
+
+
+@pytest.mark.backend
+def test_a_one_run_comparison_trains_and_scores_under_the_current_backend(tmp_path):
+    import keras
+
+    config = {"n_samples": 32, "prefix_lengths": [10], "n_times": 51,
+              "measurement_model": {"use_probe_lag": False, "use_offset": False}}
+    train = ei_keras.generate_dataset(dict(config, seed=1), tmp_path / "train.h5",
+                                      progress=False, workers=1)
+    test = ei_keras.generate_dataset(dict(config, seed=2), tmp_path / "test.h5",
+                                     progress=False, workers=1)
+    results = compare(train, tmp_path / "cmp", prefix_lengths=(10,), presets=("improved",),
+                      test_data=test, progress=False, ablation_prefix=None, epochs=1,
+                      batch_size=16, workers=1)
+    assert [r["name"] for r in results] == ["improved-10s"]
+    assert results[0]["epochs"] == 1 and "r2" in results[0]["test"]["activity"]
+    run_config = json.loads((tmp_path / "cmp" / "runs" / "improved-10s" / "config.json").read_text())
+    assert run_config["environment"]["backend"] == keras.backend.backend()
