@@ -16,6 +16,8 @@ import threading
 import time
 from pathlib import Path
 
+import streamlit as st
+
 import ei_keras
 from dashboard.cache import dataset_info
 from dashboard.workspace import clean_name, folder, unique_dir
@@ -255,14 +257,19 @@ def request_stop(run_dir) -> None:
     (Path(run_dir) / STOP_FILE).touch()
 
 
-def keep_view(state, ids, page):
-    """Before a page's job selector (key ``PAGE_view``) is drawn: keep showing the job the
-    user last chose (``PAGE_selected``) when the page is drawn again, else the newest."""
+def select_job(label, jobs_listed, page) -> dict:
+    """A page's job selector (key ``PAGE_view``) over ``jobs_listed`` (dicts with ``id``,
+    newest first); the chosen one. Drawn again, it keeps the job the user last chose
+    (``PAGE_selected``) while it exists, else shows the newest."""
+    ids = [job["id"] for job in jobs_listed]
+    state = st.session_state
     if state.get(f"{page}_view") not in ids:  # back on the page, or the job is gone
         selected = state.get(f"{page}_selected")
         state[f"{page}_view"] = selected if selected in ids else ids[0]
+    state[f"{page}_selected"] = st.selectbox(label, ids, key=f"{page}_view")
+    return jobs_listed[ids.index(state[f"{page}_selected"])]
 
 
-def show_job(state, page, job_id):
+def show_job(page, job_id):
     """Make a page's job selector show ``job_id`` (a job just started) from now on."""
-    state[f"{page}_selected"] = state[f"{page}_view"] = job_id
+    st.session_state[f"{page}_selected"] = st.session_state[f"{page}_view"] = job_id

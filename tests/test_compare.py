@@ -26,13 +26,17 @@ def test_history_summary_counts_convergence_and_roughness():
     assert summary["val_roughness"] == pytest.approx((0.1 + 0.02) / 1.0)
 
 
-def test_tiny_comparison_writes_table_and_page(tmp_path):
-    config = {"n_samples": 48, "prefix_lengths": [10], "n_times": 51,
+def _train_and_test_sets(folder, n_samples):
+    """A tiny training set (seed 1) and test set (seed 2) of 10 s prefixes."""
+    config = {"n_samples": n_samples, "prefix_lengths": [10], "n_times": 51,
               "measurement_model": {"use_probe_lag": False, "use_offset": False}}
-    train = ei_keras.generate_dataset(dict(config, seed=1), tmp_path / "train.h5",
+    return [ei_keras.generate_dataset(dict(config, seed=seed), folder / f"{name}.h5",
                                       progress=False, workers=1)
-    test = ei_keras.generate_dataset(dict(config, seed=2), tmp_path / "test.h5",
-                                     progress=False, workers=1)
+            for seed, name in ((1, "train"), (2, "test"))]
+
+
+def test_tiny_comparison_writes_table_and_page(tmp_path):
+    train, test = _train_and_test_sets(tmp_path, 48)
     results = compare(train, tmp_path / "cmp", prefix_lengths=(10,), presets=("improved",),
                       test_data=test, progress=False, epochs=2, batch_size=16)
     assert [r["name"] for r in results] == [
@@ -48,12 +52,7 @@ def test_tiny_comparison_writes_table_and_page(tmp_path):
 def test_a_one_run_comparison_trains_and_scores_under_the_current_backend(tmp_path):
     import keras
 
-    config = {"n_samples": 32, "prefix_lengths": [10], "n_times": 51,
-              "measurement_model": {"use_probe_lag": False, "use_offset": False}}
-    train = ei_keras.generate_dataset(dict(config, seed=1), tmp_path / "train.h5",
-                                      progress=False, workers=1)
-    test = ei_keras.generate_dataset(dict(config, seed=2), tmp_path / "test.h5",
-                                     progress=False, workers=1)
+    train, test = _train_and_test_sets(tmp_path, 32)
     results = compare(train, tmp_path / "cmp", prefix_lengths=(10,), presets=("improved",),
                       test_data=test, progress=False, ablation_prefix=None, epochs=1,
                       batch_size=16, workers=1)

@@ -60,7 +60,7 @@ else:
         try:
             out = comparisons.start_comparison(data, test, lengths, presets, epochs=int(epochs),
                                             max_samples=int(max_samples) or None)
-            jobs.show_job(st.session_state, "compare", out.name)
+            jobs.show_job("compare", out.name)
             st.rerun()
         except EiKerasError as error:
             st.error(str(error), icon=":material/error:")
@@ -73,12 +73,8 @@ made = comparisons.list_comparisons()
 if not made:
     st.info("No comparison yet.")
     st.stop()
-ids = [c["id"] for c in made]
-jobs.keep_view(st.session_state, ids, "compare")
-chosen = st.selectbox("Comparison", ids, key="compare_view")
-st.session_state["compare_selected"] = chosen
-chosen_dir = next(c["dir"] for c in made if c["id"] == chosen)
-running = next(c["state"] for c in made if c["id"] == chosen) == jobs.RUNNING
+shown = jobs.select_job("Comparison", made, "compare")
+chosen_dir, running = shown["dir"], shown["state"] == jobs.RUNNING
 
 
 @st.fragment(run_every=3.0 if running else None)

@@ -57,7 +57,7 @@ if problem:
 if st.button("Start training", type="primary", disabled=bool(problem), key="train_start"):
     try:
         run_dir = jobs.start_training(dataset["path"], prefix_length, preset, overrides)
-        jobs.show_job(st.session_state, "train", run_dir.name)
+        jobs.show_job("train", run_dir.name)
         st.toast(f"Started run {run_dir.name}", icon=":material/rocket_launch:")
     except EiKerasError as error:
         st.error(str(error), icon=":material/error:")
@@ -100,12 +100,8 @@ def runs_table():
 
 runs_table()
 
-ids = [run["id"] for run in runs]
-jobs.keep_view(st.session_state, ids, "train")
-selected_id = st.selectbox("Run", ids, key="train_view")
-st.session_state["train_selected"] = selected_id
-run_dir = next(run["dir"] for run in runs if run["id"] == selected_id)
-is_running = next(run["state"] for run in runs if run["id"] == selected_id) == jobs.RUNNING
+shown = jobs.select_job("Run", runs, "train")
+run_dir, is_running = shown["dir"], shown["state"] == jobs.RUNNING
 
 
 @st.fragment(run_every=1.5 if is_running else None)
