@@ -14,19 +14,12 @@ from browser_app import (
     CHROMIUM,
     CHROMIUM_ARGS,
     screenshot,
-    streamlit_server,
     wait_idle,
 )
 
 LONG_MS = 60_000  # generous: the CI machine has two shared cores
 
 pytestmark = BROWSER_MARKS
-
-
-@pytest.fixture
-def server(tmp_path):
-    with streamlit_server(tmp_path) as url:
-        yield url
 
 
 def _idle(page, timeout=LONG_MS):

@@ -100,6 +100,14 @@ def app(page=None):
     return at
 
 
+def upload_linear_trace(at, length_s):
+    """Upload on Analyse a CSV of 41 readings rising 0.05 pH/s over ``length_s``; run."""
+    rows = "\n".join(f"{a:g},{7 + 0.05 * a:.4f}" for a in np.linspace(0, length_s, 41))
+    at.file_uploader(key="analyse_csv").set_value(
+        ("trace.csv", f"time,pH\n{rows}\n".encode(), "text/csv"))
+    at.run()
+
+
 def chart_keys(at):
     """Keys of the plotly charts on the page (element ids end with the key)."""
     return {chart.proto.id.split("-", 2)[-1] for chart in at.get("plotly_chart")}
@@ -350,20 +358,12 @@ def test_analyse_simulated_and_csv_traces(workspace, trained_run):
     at.run()
     assert_clean(at)
     assert "cannot tell which column" in messages(at.error) or "time" in messages(at.error)
-    t = np.linspace(0, 20, 41)
-    rows = "\n".join(f"{a:g},{7 + 0.05 * a:.4f}" for a in t)
-    at.file_uploader(key="analyse_csv").set_value(
-        ("trace.csv", f"time,pH\n{rows}\n".encode(), "text/csv"))
-    at.run()
+    upload_linear_trace(at, 20.0)
     assert_clean(at)
     # The dashboard passes the whole trace: the package refuses it for a 10 s fixed model.
     assert "the trace runs to 20 s" in messages(at.error)
     assert "analyse_attention_chart" not in chart_keys(at)
-    t = np.linspace(0, 10, 41)
-    rows = "\n".join(f"{a:g},{7 + 0.05 * a:.4f}" for a in t)
-    at.file_uploader(key="analyse_csv").set_value(
-        ("trace.csv", f"time,pH\n{rows}\n".encode(), "text/csv"))
-    at.run()
+    upload_linear_trace(at, 10.0)
     assert_clean(at)
     assert {"analyse_attention_chart", "analyse_posterior_chart"} <= chart_keys(at)
 

@@ -14,6 +14,7 @@ from ei_keras.data import generate_dataset
 from ei_keras.data import sizes
 from ei_keras.errors import EiKerasError
 from ei_keras.fileio import exclusive_lock
+from racing import refused_first
 
 SMALL = {"n_samples": 20, "prefix_lengths": [10], "prefix_n_points": 20, "n_times": 20}
 
@@ -44,16 +45,14 @@ def test_two_generate_runs_to_one_out_and_the_stale_file_of_a_killed_one(tmp_pat
     out, marker = tmp_path / "data" / "x.h5", tmp_path / "marker"
     first, second = _spawn(out, marker), _spawn(out, marker)
     try:
-        deadline = time.monotonic() + 120
-        while first.poll() is None and second.poll() is None:
-            assert time.monotonic() < deadline, "neither generate run was refused"
-            time.sleep(0.05)
-        loser, winner = (first, second) if first.poll() is not None else (second, first)
+        loser, winner = refused_first(first, second, timeout_s=120, poll_s=0.05,
+                                      what="generate run")
         _, stderr = loser.communicate()
         assert loser.returncode == 2, stderr
         assert stderr.strip() == (
             f"ei-keras generate: error: output {out} is in use by pid {winner.pid}; wait for "
             f"that generate run to end, stop it, or choose another --out")
+        deadline = time.monotonic() + 120
         while not marker.exists():
             assert winner.poll() is None, winner.communicate()[1]
             assert time.monotonic() < deadline

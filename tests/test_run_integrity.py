@@ -28,6 +28,7 @@ from run_integrity_worker import (
     STEPS_PER_EPOCH,
     data,
 )
+from racing import refused_first
 from synthetic_prefixes import make_prefixes
 
 TESTS = Path(__file__).parent
@@ -106,11 +107,8 @@ def test_two_processes_racing_for_one_run_directory(tmp_path):
     first, second = _spawn(run, "hang_first", marker), _spawn(run, "hang_first", marker)
     try:
         _wait_for(marker, first, second)
-        deadline = time.monotonic() + 240
-        while first.poll() is None and second.poll() is None:
-            assert time.monotonic() < deadline, "neither trainer was refused"
-            time.sleep(0.1)
-        loser, winner = (first, second) if first.poll() is not None else (second, first)
+        loser, winner = refused_first(first, second, timeout_s=240, poll_s=0.1,
+                                      what="trainer")
         _, stderr = loser.communicate()
         assert loser.returncode == 2
         lines = stderr.strip().splitlines()
