@@ -184,20 +184,38 @@ def warn(message):
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
+# Signals received inside interrupt_on_signals(), kept until the block ends: their
+# KeyboardInterrupt is lost when it is raised inside a finalizer or weakref callback
+# (Python only prints it there).
+_RECEIVED = []
+
+
 @contextlib.contextmanager
-def sigterm_as_interrupt():
-    """Turn SIGTERM into KeyboardInterrupt for the block (main thread only), so that a
-    job stopped by ``kill`` or a service manager cleans up and records its state as on
-    Ctrl-C."""
+def interrupt_on_signals():
+    """Ctrl-C (SIGINT) and ``kill`` (SIGTERM) raise KeyboardInterrupt in the block (main
+    thread only), so a job stopped either way cleans up and records its state. Long loops
+    call :func:`check_interrupted` between steps, so a signal whose KeyboardInterrupt was
+    lost still stops them."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def interrupt(signum, frame):
+        _RECEIVED.append(signum)
         raise KeyboardInterrupt(f"signal {signum}")
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {signum: signal.signal(signum, interrupt)
+                for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        _RECEIVED.clear()
+
+
+def check_interrupted():
+    """Raise KeyboardInterrupt again for a signal received in :func:`interrupt_on_signals`
+    whose own KeyboardInterrupt was lost."""
+    if _RECEIVED:
+        raise KeyboardInterrupt(f"signal {_RECEIVED[-1]}")

@@ -41,7 +41,7 @@ import numpy as np
 from ei_keras.callbacks import HistoryLogger, LinearWarmup, PlateauAfterWarmup, StopOnFile
 from ei_keras import run_directory as rundir
 from ei_keras.errors import EiKerasError
-from ei_keras.fileio import make_dirs, sigterm_as_interrupt, write_json
+from ei_keras.fileio import make_dirs, interrupt_on_signals, write_json
 from ei_keras.losses import RegularizedGaussianNLL
 from ei_keras.models import (
     architecture_kwargs,
@@ -186,7 +186,7 @@ def _one_writer(train_function):
             resolve_config(preset, **{k: v for k, v in kwargs.items()
                                       if k not in EXECUTION_OPTIONS})
             run_dir = _new_run_dir(out_dir, preset, prefix_length)
-        with rundir.holding(run_dir), sigterm_as_interrupt(), (
+        with rundir.holding(run_dir), interrupt_on_signals(), (
                 distribution.scope() if distribution else contextlib.nullcontext()):
             return train_function(data, prefix_length, preset, run_dir, resume=resume, **kwargs)
 

@@ -28,7 +28,7 @@ from ei_keras.executors import (
     default_workers,
     process_results,
 )
-from ei_keras.fileio import read_json, sigterm_as_interrupt
+from ei_keras.fileio import read_json, interrupt_on_signals
 from ei_keras.jobs import one_line
 
 # status.json states of a run that has ended and is kept on a rerun.
@@ -159,7 +159,7 @@ def run_trainings(specs, *, executor="local", workers=None, scheduler=None, prog
                                    on_start=start, on_error=_lost_run)
         # SIGTERM to this process stops the runs too (as Ctrl-C does), rather than
         # leaving them to train on unwatched.
-        with sigterm_as_interrupt(), runs as finished:
+        with interrupt_on_signals(), runs as finished:
             for outcome in finished:
                 report(outcome)
     return [outcomes[spec.name] for spec in specs]

@@ -14,7 +14,13 @@ from ei_keras.config import resolve_dataset_config
 from ei_keras.data.sizes import check_dataset_fits
 from ei_keras.errors import EiKerasError
 from ei_keras.executors import default_workers, pool_results
-from ei_keras.fileio import exclusive_lock, make_dirs, sigterm_as_interrupt, warn
+from ei_keras.fileio import (
+    check_interrupted,
+    exclusive_lock,
+    interrupt_on_signals,
+    make_dirs,
+    warn,
+)
 from ei_keras.simulation import KNOWN_NAMES, LATENT_NAMES
 from ei_keras.simulation.measurement import (
     add_offset_and_noise,
@@ -312,7 +318,7 @@ def generate_dataset(config, path, *, workers=None, progress=True, on_progress=N
         temporary = path.with_name(f"{path.name}.tmp{os.getpid()}-{secrets.token_hex(4)}")
         tasks = _chunk_tasks(config)
         try:
-            with sigterm_as_interrupt(), h5py.File(temporary, "w-") as handle:
+            with interrupt_on_signals(), h5py.File(temporary, "w-") as handle:
                 _create_layout(handle, config)
                 with pool_results(tasks, workers, _simulate_chunk) as results, tqdm(
                     total=config["n_samples"], unit="sample", desc="generate",
@@ -322,6 +328,7 @@ def generate_dataset(config, path, *, workers=None, progress=True, on_progress=N
                     done = 0
                     report(done, config["n_samples"])
                     for start, arrays in results:
+                        check_interrupted()
                         for name, values in arrays.items():
                             handle[name][start:start + len(values)] = values
                         bar.update(len(values))

@@ -37,9 +37,10 @@ from ei_keras.data.sizes import check_dataset_fits
 from ei_keras.errors import EiKerasError
 from ei_keras.executors import check_executor, dask_results, pool_results
 from ei_keras.fileio import (
+    check_interrupted,
     exclusive_lock,
+    interrupt_on_signals,
     make_dirs,
-    sigterm_as_interrupt,
     sync,
     warn,
     write_json,
@@ -331,7 +332,7 @@ def generate_sharded(config, directory, *, shards, executor="local", scheduler=N
         jobs = [(str(directory.resolve()), shard["index"], shard["tasks"]) for shard in pending]
         done = sum(entry["n_samples"] for entry in entries.values())
         try:
-            with sigterm_as_interrupt(), tqdm(
+            with interrupt_on_signals(), tqdm(
                 total=config["n_samples"], initial=done, unit="sample", desc="generate",
                 disable=not progress
             ) as bar:
@@ -349,6 +350,7 @@ def generate_sharded(config, directory, *, shards, executor="local", scheduler=N
                             bar.update(entry["n_samples"])
                             done += entry["n_samples"]
                             report(done, config["n_samples"])
+                            check_interrupted()
         finally:
             if len(entries) < len(plan):  # workers stopped mid-shard leave temporaries
                 _remove_leftovers(directory, plan)
