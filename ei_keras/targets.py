@@ -126,20 +126,24 @@ def summarize(decoded) -> dict:
             for name, d in decoded.items()}
 
 
+def latents_at(decoded, row, z) -> dict:
+    """The latent parameters in physical units at ``z`` (k, p) posterior standard
+    deviations from trace ``row``'s posterior median, one column per target in the order
+    of ``decoded`` (a :meth:`TargetCodec.decode` result): a dict of (k,) arrays."""
+    latent = {}
+    for j, (name, d) in enumerate(decoded.items()):
+        values = inverse_transform(d["transform"], d["loc"][row] + z[:, j] * d["scale"][row],
+                                   d.get("bounds"))
+        latent[name] = np.clip(values, *DRAW_LIMITS.get(name, (-np.inf, np.inf)))
+    return latent
+
+
 def draw_latents(decoded, n_draws, rng) -> list:
     """Per trace, a dict of (n_draws,) latent-parameter draws in physical units from a
     :meth:`TargetCodec.decode` result (``rng``: a ``numpy.random.Generator``)."""
     n = len(next(iter(decoded.values()))["loc"])
-    draws = []
-    for row in range(n):
-        z = rng.standard_normal((n_draws, len(decoded)))
-        trace = {}
-        for j, (name, d) in enumerate(decoded.items()):
-            values = inverse_transform(d["transform"], d["loc"][row] + z[:, j] * d["scale"][row],
-                                       d.get("bounds"))
-            trace[name] = np.clip(values, *DRAW_LIMITS.get(name, (-np.inf, np.inf)))
-        draws.append(trace)
-    return draws
+    return [latents_at(decoded, row, rng.standard_normal((n_draws, len(decoded))))
+            for row in range(n)]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,13 +31,14 @@ from ei_keras.inference.domain import (
     finish,
     misfit_flags,
     prior_edge_flags,
+    trained_noise,
 )
 from ei_keras.inference.least_squares import validate_known
 from ei_keras.inference.posterior import (
     _batch_inputs,
-    _candidate_readings,
     forecast_from_draws,
     load_model,
+    misfit_candidates,
 )
 from ei_keras.inference.settle import SettleRule
 from ei_keras.inference.trace_csv import PH_HEADERS, TIME_HEADERS, _column
@@ -257,7 +258,9 @@ class LiveInference:
             before = len(report["flags"])
             used = outputs["t"]
             readings = np.where(np.isfinite(used), pH[None, :].astype(np.float32), np.nan)
-            misfit_flags(self.domain, readings, _candidate_readings(decoded, used, known_rows),
+            misfit_flags(self.domain, readings,
+                         misfit_candidates(decoded, used, readings, known_rows,
+                                           trained_noise(self.domain)),
                          [report])
             misfit = {"at_s": now, "flags": report["flags"][before:],
                       "misfit_rms": report["misfit_rms"], "noise_std": report["noise_std"]}

@@ -13,16 +13,18 @@ import numpy as np
 from ei_keras.errors import EiKerasError
 from ei_keras.inference.model_file import check_model_archive
 from ei_keras.inference.domain import (
-    MISFIT_DRAWS,
+    candidate_offsets,
     check_traces,
     finish,
+    linear_fit,
     misfit_flags,
     prior_edge_flags,
+    trained_noise,
 )
 from ei_keras.inference.least_squares import predict_readings, validate_known, validate_trace
 from ei_keras.models import decode_predictions, model_info
 from ei_keras.simulation import KNOWN_NAMES
-from ei_keras.targets import DRAW_LIMITS, draw_latents, summarize
+from ei_keras.targets import draw_latents, latents_at, summarize
 
 def load_model(model_or_path):
     """A ready ei_keras model: pass a loaded model through, or load a ``.keras`` file.
@@ -92,19 +94,23 @@ def _batch_inputs(t, pH, known):
             np.stack(columns, axis=1).astype(np.float32))
 
 
-def _candidate_readings(decoded, t, known_rows, seed=0):
-    """Per trace, noise-free readings ``(1 + MISFIT_DRAWS, m)`` at its own times of the
-    posterior median and of draws from the posterior (NaN where the time is padding)."""
-    draws = draw_latents(decoded, MISFIT_DRAWS, np.random.default_rng(seed))
+def misfit_candidates(decoded, t, pH, known_rows, noise_std, seed=0):
+    """Per trace, the noise-free readings ``(k, m)`` at its own times of the misfit check's
+    candidates (:func:`~ei_keras.inference.domain.candidate_offsets`) and, last, of their
+    linear fit to the readings ``pH`` with reading noise ``noise_std`` (NaN where the time
+    is padding)."""
+    rng = np.random.default_rng(seed)
     predicted = []
     for row in range(len(t)):
         valid = np.isfinite(t[row])
-        latent = {name: np.concatenate([
-            np.clip(d["median"][row:row + 1], *DRAW_LIMITS.get(name, (-np.inf, np.inf))),
-            draws[row][name]]) for name, d in decoded.items()}
+        offsets = candidate_offsets(len(decoded), rng)
         known = dict(zip(KNOWN_NAMES, known_rows[row].astype(float)))
-        readings = np.full((MISFIT_DRAWS + 1, t.shape[1]), np.nan)
-        readings[:, valid] = predict_readings(t[row, valid].astype(float), known, latent)
+        simulated = predict_readings(t[row, valid].astype(float), known,
+                                     latents_at(decoded, row, offsets))
+        readings = np.full((len(offsets) + 1, t.shape[1]), np.nan)
+        readings[:-1, valid] = simulated
+        readings[-1, valid] = linear_fit(simulated, pH[row, valid].astype(float), len(decoded),
+                                        noise_std)
         predicted.append(readings)
     return predicted
 
@@ -135,7 +141,9 @@ def _run(model_or_path, t, pH, known, *, allow_extrapolation=False, check_fit=Tr
     prior_edge_flags(info["domain"], summaries,
                      {name: d["transform"] for name, d in decoded.items()}, reports)
     if check_fit:
-        misfit_flags(info["domain"], pH, _candidate_readings(decoded, t, known_values), reports)
+        noise = trained_noise(info["domain"])
+        candidates = misfit_candidates(decoded, t, pH, known_values, noise)
+        misfit_flags(info["domain"], pH, candidates, reports)
     outputs["domain"], outputs["t"], outputs["summaries"] = finish(reports), t, summaries
     return decoded, outputs, known_values
 
@@ -156,9 +164,10 @@ def infer(model_or_path, t, pH, known, *, allow_extrapolation=False, check_fit=T
         Answer (flagged) when known inputs lie outside the model's training ranges,
         instead of refusing.
     check_fit : bool
-        Simulate the posterior median and 64 posterior draws and flag traces that even
-        the best of them misses by far more than the noise (one batched simulator call
-        per trace).
+        Simulate the posterior median, a ±1 σ step along each parameter and 16 posterior
+        draws (one batched simulator call per trace), fit the readings linearly from the
+        steps, and flag traces that even the best of these misses by far more than the
+        noise.
 
     Returns
     -------
