@@ -147,7 +147,27 @@ def exact_check(model, trace, *, n_samples=2000, seed=0, allow_extrapolation=Fal
             "reason": in_dashboard_words(result["reason"])}
 
 
-def coverage_at(result: dict, level: float) -> float:
-    """Observed coverage of the central ``level`` % interval in one target's evaluation."""
-    curve = result["calibration"]
+def coverage_at(result: dict, level: float, *, within_ranges=False) -> float:
+    """Observed coverage of the central ``level`` % interval in one target's evaluation
+    (``within_ranges``: without the extrapolated answers)."""
+    curve = result["calibration_within_ranges" if within_ranges else "calibration"]
     return curve["observed"][curve["nominal"].index(level)]
+
+
+def evaluation_domain_note(evaluation: dict, n_cases: int):
+    """What a dataset evaluation did with cases outside the ranges the model was trained
+    on: ``("info", text)`` left out, ``("warning", text)`` scored as extrapolations, or
+    None when there were none."""
+    domain = evaluation["domain"]
+    example = in_dashboard_words(domain["example"] or "")
+    if domain["n_left_out"]:
+        return "info", (
+            f"{domain['n_left_out']} of the {n_cases} cases have known inputs outside the "
+            f"ranges the model was trained on (e.g. {example}) and are left out, as a single "
+            "such trace is refused. Tick “Allow extrapolation” to include them, flagged.")
+    if domain["n_extrapolated"]:
+        return "warning", (
+            f"{domain['n_extrapolated']} of the {evaluation['n']} cases are extrapolations: "
+            f"their known inputs lie outside the ranges the model was trained on (e.g. "
+            f"{example}). The charts include them; the coverage without them is given below.")
+    return None

@@ -134,12 +134,15 @@ def get_model(path):
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _evaluation(model_path, model_version, data_path, data_version, prefix_length, n_max):
-    return evaluate_dataset(get_model(model_path), data_path, prefix_length, n_max)
+def _evaluation(model_path, model_version, data_path, data_version, prefix_length, n_max,
+                allow_extrapolation):
+    return evaluate_dataset(get_model(model_path), data_path, prefix_length, n_max,
+                            allow_extrapolation=allow_extrapolation)
 
 
-def evaluation(model_path, data_path, prefix_length, n_max=300) -> dict:
+def evaluation(model_path, data_path, prefix_length, n_max=300, *,
+               allow_extrapolation=False) -> dict:
     """``ei_keras.evaluation.evaluate.evaluate_dataset``, cached per model and dataset
-    file version."""
+    file version and the “Allow extrapolation” switch."""
     return _evaluation(str(model_path), mtime(model_path), str(data_path), mtime(data_path),
-                       prefix_length, int(n_max))
+                       prefix_length, int(n_max), bool(allow_extrapolation))

@@ -41,7 +41,8 @@ def parse_numbers(text, label) -> tuple[list | None, str | None]:
 def setting_input(field, value, key, *, disabled=False):
     """The widget of one setting showing ``value``: ``(new value, problem or None)``.
 
-    A number that may be none is an empty box for none.
+    A number that may be none is an empty box for none, and can be emptied whatever it
+    shows first.
     """
     meta = field.metadata
     kind, label = meta["kind"], title(field)
@@ -49,14 +50,19 @@ def setting_input(field, value, key, *, disabled=False):
               "disabled": disabled}
     if kind == "bool":
         return st.toggle(label, value=bool(value), **common), None
-    if kind == "int":
-        number = st.number_input(label, value=None if value is None else int(value), step=1,
-                                 placeholder="none", **common)
-        return None if number is None else int(number), None
-    if kind == "float":
-        number = st.number_input(label, value=None if value is None else float(value),
-                                 format="%g", step=None, placeholder="none", **common)
-        return None if number is None else float(number), None
+    if kind in ("int", "float"):
+        cast = int if kind == "int" else float
+        shown = None if value is None else cast(value)
+        if meta["optional"]:
+            # Streamlit empties only a box made with value=None (an emptied box made with
+            # a number gives that number back): make it so, and show the setting's value
+            # through the box's session state, set once.
+            if key not in st.session_state:
+                st.session_state[key] = shown
+            shown = None
+        steps = {"step": 1} if kind == "int" else {"format": "%g", "step": None}
+        number = st.number_input(label, value=shown, placeholder="none", **steps, **common)
+        return None if number is None else cast(number), None
     if kind == "choice":
         options = [None] * meta["optional"] + list(meta["choices"])
         return st.selectbox(label, options, index=options.index(value),

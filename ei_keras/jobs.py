@@ -46,7 +46,8 @@ class JobState:
     ``failed`` with the exception's one line on exit), or call :meth:`start`,
     :meth:`update` and :meth:`end`. ``path`` None writes nothing (a plain CLI call).
     Before :meth:`start`, :meth:`end` writes nothing either: a job refused before it
-    began leaves the file of whoever wrote it before.
+    began leaves the file of whoever wrote it before, unless the job calls
+    :meth:`refuse` where the file is its own to write.
     """
 
     def __init__(self, path, kind, *, unit=None, total=None):
@@ -76,6 +77,11 @@ class JobState:
     def progress(self, done, total=None):
         """``done`` of ``total`` units (a generator's progress callback)."""
         self.update(done=done, **({} if total is None else {"total": total}))
+
+    def refuse(self, error, **fields):
+        """Write the one state of a job refused before it began (a bad setting, a missing
+        input): ``failed`` with ``error``'s one line, so that a reader sees why."""
+        self.start(**dict(fields, state=FAILED, message=one_line(error)))
 
     def end(self, state=FINISHED, message=None, **fields):
         if state not in ENDED:

@@ -29,6 +29,7 @@ weight decay, global clip norm 1, no warmup, plateau ×0.5 after 5 epochs).
 import contextlib
 import dataclasses
 import functools
+import json
 import os
 import platform
 import sys
@@ -42,6 +43,7 @@ from ei_keras.callbacks import HistoryLogger, LinearWarmup, PlateauAfterWarmup, 
 from ei_keras import run_directory as rundir
 from ei_keras.errors import EiKerasError
 from ei_keras.fileio import make_dirs, interrupt_on_signals, write_json
+from ei_keras.jobs import JobState
 from ei_keras.losses import RegularizedGaussianNLL
 from ei_keras.models import (
     architecture_kwargs,
@@ -164,31 +166,133 @@ def _new_run_dir(out_dir, preset, prefix_length):
     return make_dirs(default_run_dir(preset, prefix_length) if out_dir is None else out_dir)
 
 
+# Written states of a run that has ended: a refused resume leaves its status.json as it is
+# (as ei_keras.training_runs.ENDED_STATES, the runs a rerun keeps).
+ENDED_RUN_STATES = ("finished", "early_stopped", "stopped")
+# Fields of status.json that tell of the process writing it, not of the run.
+_WRITER_FIELDS = ("state", "message", "pid", "host", "started", "updated", "batch", "steps",
+                  "current_epoch")
+
+
+def _read_status(run_dir):
+    try:
+        status = json.loads((Path(run_dir) / rundir.STATUS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return status if isinstance(status, dict) else None
+
+
+def _refused_start(run_dir):
+    """Whether ``run_dir/status.json`` is all a refused start left (state failed, no
+    config.json): no run, and a new one may start there."""
+    status = _read_status(run_dir)
+    return (status is not None and status.get("state") == "failed"
+            and not (Path(run_dir) / rundir.CONFIG).exists())
+
+
+def _holds_run(run_dir):
+    """Whether ``run_dir`` holds (some of) a run, a refused start's status.json aside."""
+    run_dir = Path(run_dir)
+    if any((run_dir / name).exists() for name in (*RUN_FILES, rundir.CHECKPOINT)
+           if name != rundir.STATUS):
+        return True
+    return (run_dir / rundir.STATUS).exists() and not _refused_start(run_dir)
+
+
+def _write_refusal(run_dir, error, resume, fresh):
+    """Write ``failed`` with ``error``'s one line into ``run_dir/status.json``, holding the
+    directory's lock, where that file is this trainer's to write (see :func:`record_refusal`).
+    ``fresh``: the directory held no run when this trainer took it."""
+    fields = {}
+    if resume:
+        status = _read_status(run_dir) or {}
+        if not (run_dir / rundir.CONFIG).exists() or status.get("state") in ENDED_RUN_STATES:
+            return
+        fields = {k: v for k, v in status.items() if k not in _WRITER_FIELDS}
+    elif not fresh:
+        return
+    JobState(run_dir / rundir.STATUS, "train", unit="epochs").refuse(error, **fields)
+
+
+def record_refusal(out_dir, error, *, resume=False):
+    """Tell readers of ``out_dir/status.json`` (``ei-keras status``, the dashboard) why a
+    training was refused before its first epoch: ``failed`` with ``error``'s one line.
+
+    :func:`train` calls it for its own refusals; call it for those of a caller that
+    refuses before ``train`` (``ei-keras train`` with a config file that is not JSON).
+    Nothing else is written, and nothing at all where that would mislead:
+
+    - a new run (``resume`` False) writes only ``status.json``, in ``out_dir`` (created if
+      need be), and only while the directory holds no run: a run already there, or
+      being trained by another process, is left as it is;
+    - a refused resume leaves a run that has ended (finished, early-stopped, stopped)
+      exactly as it was, status.json included, since the run is still what it was and
+      reruns keep it; a run that has not ended (interrupted, failed, or left "running"
+      by a killed process) reads ``failed`` with the refusal, its epoch and best score
+      kept. A directory without a run (no config.json) gets nothing.
+
+    ``out_dir`` None (no directory named) writes nothing. Never raises: the refusal is
+    the caller's error to raise.
+    """
+    if out_dir is None:
+        return
+    run_dir = Path(out_dir)
+    if resume and not (run_dir / rundir.CONFIG).exists():
+        return
+    with contextlib.suppress(EiKerasError, OSError):
+        make_dirs(run_dir)
+        with rundir.holding(run_dir):
+            _write_refusal(run_dir, error, resume, fresh=not _holds_run(run_dir))
+
+
+def _status_bytes(run_dir):
+    try:
+        return (run_dir / rundir.STATUS).read_bytes()
+    except OSError:
+        return None
+
+
 def _one_writer(train_function):
     """``train`` holding its run directory's lock, with SIGTERM handled like Ctrl-C, on
     its ``devices`` (a ``keras.distribution`` scope, checked before anything is made).
 
     Settings are checked and the directory is created before the lock is taken; whether
     the directory already holds a run, and everything a resume reads, is looked at only
-    while holding it.
+    while holding it. A refusal before the first epoch is written to status.json as
+    :func:`record_refusal` says.
     """
 
     @functools.wraps(train_function)
     def locked(data, prefix_length, preset=None, out_dir=None, *, resume=False, **kwargs):
-        distribution = data_parallel(kwargs.get("devices", 1))
-        if resume:
-            if out_dir is None:
-                raise EiKerasError("nothing to resume: give the run directory (out_dir, --out)")
-            rundir.read_config(out_dir)
-            run_dir = Path(out_dir)
-        else:
-            preset = preset or "improved"
-            resolve_config(preset, **{k: v for k, v in kwargs.items()
-                                      if k not in EXECUTION_OPTIONS})
-            run_dir = _new_run_dir(out_dir, preset, prefix_length)
+        try:
+            distribution = data_parallel(kwargs.get("devices", 1))
+            if resume:
+                if out_dir is None:
+                    raise EiKerasError(
+                        "nothing to resume: give the run directory (out_dir, --out)")
+                rundir.read_config(out_dir)
+                run_dir = Path(out_dir)
+            else:
+                preset = preset or "improved"
+                resolve_config(preset, **{k: v for k, v in kwargs.items()
+                                          if k not in EXECUTION_OPTIONS})
+                run_dir = _new_run_dir(out_dir, preset, prefix_length)
+        except Exception as error:
+            record_refusal(out_dir, error, resume=resume)
+            raise
         with rundir.holding(run_dir), interrupt_on_signals(), (
                 distribution.scope() if distribution else contextlib.nullcontext()):
-            return train_function(data, prefix_length, preset, run_dir, resume=resume, **kwargs)
+            fresh, before = not _holds_run(run_dir), _status_bytes(run_dir)
+            try:
+                return train_function(data, prefix_length, preset, run_dir, resume=resume,
+                                      **kwargs)
+            except Exception as error:
+                # Holding the lock, only this trainer writes status.json: unchanged, it
+                # was refused before it wrote its first state.
+                if _status_bytes(run_dir) == before:
+                    with contextlib.suppress(OSError):
+                        _write_refusal(run_dir, error, resume, fresh)
+                raise
 
     return locked
 
@@ -239,6 +343,10 @@ def train(data, prefix_length, preset=None, out_dir=None, *, resume=False,
             run keeps its own.
         out_dir: run directory (default ``runs/<time>-<preset>-<L>s``); it must not hold a
             run unless ``resume``. One trainer at a time writes it (an exclusive lock).
+            A refusal before the first epoch (a bad setting, data missing or of the wrong
+            kind, a resume that does not match the run) is written to its status.json as
+            ``failed`` with the error's message, as :func:`record_refusal` says: only
+            that file, and never over a run already there or a resumed run that has ended.
         resume: continue the run in ``out_dir`` after its last completed epoch, with its
             saved configuration (only ``epochs`` may be raised), on the same data.
         verbose: Keras verbosity; ``"auto"`` shows a progress bar on a terminal and one
@@ -267,7 +375,9 @@ def train(data, prefix_length, preset=None, out_dir=None, *, resume=False,
         config = _resumed_config(run_dir, saved, preset, overrides)
     else:
         config = resolve_config(preset, **overrides)
-        rundir.check_fresh(run_dir, RUN_FILES)
+        # A start refused before left status.json alone (record_refusal): no run.
+        rundir.check_fresh(run_dir, [name for name in RUN_FILES if name != rundir.STATUS
+                                     or not _refused_start(run_dir)])
     (run_dir / STOP_FILE).unlink(missing_ok=True)
 
     distribution = keras.distribution.distribution()  # the devices _one_writer entered

@@ -36,6 +36,7 @@ from ei_keras.inference.traces import ANY_FORMAT, reading_times, simulated_trace
 from ei_keras.simulation import label  # noqa: E402
 from ei_keras.simulation.priors import prior_midpoints  # noqa: E402
 from ei_keras import generate_dataset  # noqa: E402
+from tiny_test_set import hot_test_set  # noqa: E402
 
 APP = str(ROOT / "dashboard" / "app.py")
 TIMEOUT = 180
@@ -254,6 +255,28 @@ def test_invalid_hyperparameter_blocks_start(workspace):
     assert not at.error and not at.button(key="train_start").disabled
 
 
+def test_an_optional_number_set_by_the_preset_can_be_emptied_to_none(workspace, monkeypatch):
+    launched = []
+    monkeypatch.setattr(jobs, "launch", lambda argv, job_dir, log, meta: launched.append(
+        meta["overrides"]))
+    at = app("train")
+    clipnorm = "train_improved_clipnorm"  # Gradient clip: 5 in the preset; none: no clipping
+    assert at.number_input(key=clipnorm).value == 5.0
+    at.number_input(key=clipnorm).set_value(None).run()
+    assert_clean(at)
+    assert at.number_input(key=clipnorm).value is None
+    assert not at.error and not at.button(key="train_start").disabled
+    at.button(key="train_start").click().run()
+    assert launched == [{"global_clipnorm": None}]
+    at.number_input(key=clipnorm).set_value(2.5).run()  # and back to a number
+    assert at.number_input(key=clipnorm).value == 2.5 and not at.error
+    assert forms.training_overrides("improved", {"global_clipnorm": None}) == {
+        "global_clipnorm": None}
+    # a number that may not be none keeps its number: it is no empty-able box
+    at.number_input(key="train_improved_lr").set_value(None).run()
+    assert at.number_input(key="train_improved_lr").value == 0.001
+
+
 def test_failed_and_killed_runs_show_the_job_s_own_state(workspace):
     runs = workspace / "runs"
     for name, status in (("failed", {"state": "failed", "message": "MemoryError: cannot "
@@ -272,6 +295,30 @@ def test_failed_and_killed_runs_show_the_job_s_own_state(workspace):
     at.selectbox(key="train_view").set_value("20200101-000000-improved-30s-failed").run()
     text = messages(at.error)
     assert "crashed" in text and "training failed: MemoryError: cannot allocate 12 GB" in text
+
+
+def test_a_run_refused_before_training_shows_why(workspace, monkeypatch):
+    """The run's own one line (status.json), not "ended before it reported any state"."""
+    from ei_keras.cli import main
+
+    cache.ensure_demo_dataset()
+    demo = workspace / "datasets" / f"{cache.DEMO_NAME}.h5"
+    gone = Path(shutil.copy(demo, demo.with_name("gone.h5")))
+
+    def launch(argv, job_dir, log, meta):  # the child's CLI, in this process
+        (job_dir / jobs.LAUNCH_FILE).write_text(json.dumps(dict(meta, pid=999999999,
+                                                                started=time.time())))
+        gone.unlink()  # deleted before the run read it
+        assert main([str(a) for a in argv]) == 2
+    monkeypatch.setattr(jobs, "launch", launch)
+    run_dir = jobs.start_training(gone, 30, "improved", {"epochs": 1})
+    assert sorted(p.name for p in run_dir.iterdir()) == ["job.json", "overrides.json",
+                                                         "status.json"]
+    why = f"training failed: dataset {gone}: no such file"
+    assert jobs.run_info(run_dir)["message"] == why
+    at = app("train")
+    assert_clean(at)
+    assert f"crashed: {why}" in messages(at.error)
 
 
 def test_runs_get_unique_directories_and_stop_writes_the_stop_file(workspace, monkeypatch):
@@ -339,6 +386,34 @@ def test_analyse_dataset_trace_shows_attention_uncertainty_and_forecast(workspac
     table = at.dataframe[0].value
     assert list(table["parameter"]) == [label("activity"), label("k_d")]
     assert np.isfinite(table["truth"]).all()
+
+
+def test_dataset_uncertainty_honours_allow_extrapolation(workspace, tmp_path):
+    """Cases outside the trained ranges: left out and counted, or scored and flagged."""
+    model, data, prefix = hot_test_set(tmp_path)
+    outside = prefix.known[:, list(prefix.known_names).index("temperature_C")] > 40.0
+    n, k = len(outside), int(outside.sum())
+    run = workspace / "runs" / "20200101-000000-improved-30s-hot000"
+    run.mkdir(parents=True)
+    shutil.copy(model, run / "best.keras")
+    (run / "status.json").write_text(json.dumps({"kind": "train", "state": "finished"}))
+    (run / "config.json").write_text("{}")
+    (workspace / "datasets").mkdir()
+    shutil.copy(data, workspace / "datasets" / "hot.h5")
+    at = app("analyse")
+    at.number_input(key="analyse_case").set_value(int(np.argmin(outside))).run()
+    assert_clean(at)
+    assert not at.checkbox(key="analyse_allow_extrapolation").value
+    note = messages(at.info)
+    assert f"{k} of the {n} cases have known inputs outside the ranges" in note
+    assert "Temperature = " in note and "temperature_C" not in note
+    assert f"(over {n - k} cases)." in messages(at.caption)
+    at.checkbox(key="analyse_allow_extrapolation").check().run()
+    assert_clean(at)
+    assert f"{k} of the {n} cases are extrapolations" in messages(at.warning)
+    coverage = messages(at.caption)
+    assert f"(over {n} cases); within the trained ranges: " in coverage
+    assert f"(over {n - k} cases)." in coverage
 
 
 def test_analyse_simulated_and_csv_traces(workspace, trained_run):

@@ -16,6 +16,7 @@ import keras
 from ei_keras.data import generate_dataset
 from ei_keras.devices import check_batch_size, data_parallel, shareable_rows
 from ei_keras.errors import EiKerasError
+from ei_keras.jobs import read_job
 from ei_keras.training import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,7 +53,9 @@ def test_several_devices_need_jax(tmp_path):
     with pytest.raises(EiKerasError, match=r"devices=2 needs the jax backend: Keras 3 "
                                            r"distributes training .* only under jax"):
         train(tmp_path / "missing.h5", 30, out_dir=tmp_path / "run", devices=2)
-    assert not (tmp_path / "run").exists()  # refused before anything was made
+    # refused before anything was made but the state that says why
+    assert [path.name for path in (tmp_path / "run").iterdir()] == ["status.json"]
+    assert "needs the jax backend" in read_job(tmp_path / "run").message
 
 
 @pytest.mark.backend

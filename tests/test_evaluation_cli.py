@@ -9,7 +9,7 @@ import pytest
 
 import ei_keras
 from ei_keras.cli import main
-from tiny_test_set import tiny_test_set
+from tiny_test_set import hot_test_set, tiny_test_set
 
 
 def cli(*args):
@@ -39,6 +39,29 @@ def test_evaluate_writes_metrics_and_report(tiny):
         metrics["forecast"]["model"])
     report = (out / "report.html").read_text()
     assert report.count("plotly-graph-div") >= 4 and "seed 11" in report
+
+
+def test_evaluate_leaves_out_extrapolations_unless_allowed_and_counts_them(tmp_path, capsys):
+    model, data, prefix = hot_test_set(tmp_path)
+    outside = prefix.known[:, list(prefix.known_names).index("temperature_C")] > 40.0
+    n, k = len(outside), int(outside.sum())
+    args = ["evaluate", "--model", str(model), "--data", str(data), "--n-forecast", "2",
+            "--n-baseline", "1", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "default")]) == 0
+    assert f"left out {k} traces with known inputs outside" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "default" / "metrics.json").read_text())
+    assert metrics["n_test"] == n - k
+    assert (metrics["domain"]["n_left_out"], metrics["domain"]["n_extrapolated"]) == (k, 0)
+    assert "model_within_ranges" not in metrics["parameters"]["activity"]
+
+    assert main([*args, "--out", str(tmp_path / "allowed"), "--allow-extrapolation"]) == 0
+    assert f"{k} of {n} answers are extrapolations" in capsys.readouterr().out
+    flagged = json.loads((tmp_path / "allowed" / "metrics.json").read_text())
+    assert flagged["n_test"] == n
+    assert (flagged["domain"]["n_left_out"], flagged["domain"]["n_extrapolated"]) == (0, k)
+    for name in ("activity", "k_d"):  # the others alone: as scored without the flag
+        assert flagged["parameters"][name]["model_within_ranges"]["coverage90"] == \
+            pytest.approx(metrics["parameters"][name]["model"]["coverage90"])
 
 
 def test_infer_cli_reads_a_csv_and_writes_json(tiny, tmp_path):

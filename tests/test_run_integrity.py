@@ -20,6 +20,8 @@ import pytest
 import ei_keras  # noqa: F401
 import keras
 
+from ei_keras import jobs, run_directory
+from ei_keras.cli import main
 from ei_keras.errors import EiKerasError
 from ei_keras.training import read_history, train
 from run_integrity_worker import (
@@ -163,6 +165,7 @@ def test_files_are_strict_json(run_copy):
     ({"preset": "baseline"}, "with preset 'baseline'"),
 ])
 def test_resume_refuses_other_data_and_settings(run_copy, change, text):
+    status = (run_copy / "status.json").read_bytes()
     kwargs = dict(data=data(), prefix_length=30.0, preset=None, overrides={})
     kwargs.update({k: v() if callable(v) else v for k, v in change.items()})
     with pytest.raises(EiKerasError, match=text) as excinfo:
@@ -170,6 +173,8 @@ def test_resume_refuses_other_data_and_settings(run_copy, change, text):
               resume=True, verbose=0, **kwargs["overrides"])
     assert "config.json" in _one_line(excinfo) or "preset" in str(excinfo.value)
     assert [r["epoch"] for r in read_history(run_copy)] == [1, 2]  # nothing touched
+    # the finished run still reads finished: a refused resume did not change it
+    assert (run_copy / "status.json").read_bytes() == status
 
 
 def _empty_history(run):
@@ -240,11 +245,91 @@ def test_a_foreign_last_keras_without_checkpoint_hashes_is_refused_in_one_line(r
     _one_line(excinfo)
 
 
-def test_a_one_sample_dataset_is_refused_before_any_file(tmp_path):
+def test_a_one_sample_dataset_is_refused_before_any_file_but_its_status(tmp_path):
     with pytest.raises(EiKerasError, match="1 sample.*at least 2") as excinfo:
         train(make_prefixes(n=1), 30.0, out_dir=tmp_path / "run", verbose=0, **SETTINGS)
-    _one_line(excinfo)
-    assert not any((tmp_path / "run").iterdir())
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["status.json"]
+    job = jobs.read_job(tmp_path / "run")
+    assert (job.state, job.message) == (jobs.FAILED, _one_line(excinfo))
+
+
+@pytest.mark.parametrize("refusal, text", [
+    ({"batch_size": 0}, "Batch size: got 0"),                       # a bad setting
+    ({"data": "missing.h5"}, "missing.h5: no such file"),           # no data file
+    ({"data": "not_hdf5.h5"}, "not an HDF5 file"),                  # a file of another kind
+    ({"devices": 0}, "devices"),                                    # before the lock
+])
+def test_a_refused_start_writes_only_a_failed_status_then_a_run_may_start(
+        tmp_path, capsys, refusal, text):
+    (tmp_path / "not_hdf5.h5").write_text("time,pH\n0,7\n")
+    run = tmp_path / "run"
+    kwargs = dict(SETTINGS, **refusal)
+    source = kwargs.pop("data", None)
+    with pytest.raises(EiKerasError, match=text) as excinfo:
+        train(data() if source is None else str(tmp_path / source), 30.0, "improved", run,
+              verbose=0, **kwargs)
+    assert [p.name for p in run.iterdir()] == ["status.json"]
+    status = strict_json((run / "status.json").read_text())
+    assert (status["kind"], status["state"]) == ("train", "failed")
+    assert status["message"] == _one_line(excinfo)  # the user's words, no type name
+    # what `ei-keras status RUN_DIR` (and the dashboard, through read_job) shows
+    assert main(["status", str(run)]) == 0
+    assert capsys.readouterr().out.startswith(f"train: failed, pid {os.getpid()}")
+    # a refused start is no run: the directory takes a new one
+    assert train(data(), 30.0, "improved", run, verbose=0,
+                 **dict(SETTINGS, epochs=1)).status == "finished"
+    assert jobs.read_job(run).state == jobs.FINISHED
+
+
+def test_the_cli_s_own_refusals_are_written_too(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert main(["train", "--data", "none.h5", "--prefix-length", "30", "--config", str(bad),
+                 "--out", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    job = jobs.read_job(tmp_path / "run")
+    assert job.state == jobs.FAILED and "not valid JSON" in job.message in error
+
+
+def test_a_refusal_leaves_another_run_and_a_run_in_use_as_they_are(run_copy, tmp_path):
+    status = (run_copy / "status.json").read_bytes()
+    with pytest.raises(EiKerasError, match="already holds a training run"):
+        train(data(), 30.0, "improved", run_copy, verbose=0, **SETTINGS)
+    assert (run_copy / "status.json").read_bytes() == status
+    with run_directory.holding(run_copy):  # another trainer is writing it
+        for settings in (SETTINGS, dict(SETTINGS, batch_size=0)):  # refused in, before lock
+            with pytest.raises(EiKerasError, match="in use by|Batch size"):
+                train(data(), 30.0, "improved", run_copy, verbose=0, **settings)
+        with pytest.raises(EiKerasError, match="in use by"):
+            train(data(), 30.0, out_dir=run_copy, resume=True, verbose=0)
+        (run_copy / "status.json").write_text('{"state": "running"}')  # as if it were
+        with pytest.raises(EiKerasError, match="in use by"):
+            train(data(), 30.0, out_dir=run_copy, resume=True, verbose=0)
+        assert (run_copy / "status.json").read_text() == '{"state": "running"}'
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    with run_directory.holding(fresh), pytest.raises(EiKerasError, match="Batch size"):
+        train(data(), 30.0, "improved", fresh, verbose=0, **dict(SETTINGS, batch_size=0))
+    assert not (fresh / "status.json").exists()
+
+
+def test_a_refused_resume_of_a_killed_run_says_why_and_keeps_its_progress(run_copy):
+    status = json.loads((run_copy / "status.json").read_text())
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (run_copy / "status.json").write_text(json.dumps(dict(  # a run killed in epoch 3
+        status, state="running", pid=dead.pid, batch=2, steps=6, current_epoch=3)))
+    assert jobs.read_job(run_copy).state == jobs.CRASHED
+    with pytest.raises(EiKerasError, match="not the one the run was trained on") as excinfo:
+        train(make_prefixes(n=96, seed=1), 30.0, out_dir=run_copy, resume=True, verbose=0)
+    job = jobs.read_job(run_copy)
+    assert (job.state, job.message, job.pid) == (jobs.FAILED, _one_line(excinfo), os.getpid())
+    assert (job.fields["epoch"], job.done, job.total) == (2, 2, status["total"])
+    assert job.fields["best_val_loss"] == status["best_val_loss"]
+    assert "batch" not in job.fields  # the killed process's progress is gone
+    # Nothing else touched: the run resumes with its own data.
+    assert train(data(), 30.0, out_dir=run_copy, resume=True, epochs=3,
+                 verbose=0).status == "finished"
 
 
 def test_an_out_whose_parent_is_a_file_is_one_line(tmp_path):

@@ -16,3 +16,23 @@ def tiny_test_set(folder, n_samples, seed):
     model = build_model(fit_normalization(prefix.t, prefix.pH, prefix.known, prefix.targets))
     model.save(folder / "model.keras")
     return data, prefix
+
+
+def hot_test_set(folder, n_samples=30):
+    """``(model path, test set path, its 30 s PrefixData)``: an untrained model that carries
+    the domain of a set at the default 20–40 °C, and a test set at 30–50 °C, about half of
+    it outside the temperatures the model was trained on."""
+    from ei_keras.inference.domain import training_domain
+
+    config = {"n_samples": n_samples, "prefix_lengths": [30], "prefix_n_points": 31,
+              "n_times": 101}
+    train = load_prefix(ei_keras.generate_dataset(
+        dict(config, seed=1), folder / "train.h5", progress=False, workers=1), 30)
+    model = build_model(fit_normalization(
+        train.t, train.pH, train.known, train.targets, train.known_names, train.target_names,
+        bounds=train.config["param_ranges"], domain=training_domain(train)))
+    model.save(folder / "model.keras")
+    hot = ei_keras.generate_dataset(
+        dict(config, seed=2, param_ranges={"temperature_C": [30.0, 50.0]}),
+        folder / "hot.h5", progress=False, workers=1)
+    return folder / "model.keras", hot, load_prefix(hot, 30)

@@ -330,16 +330,31 @@ if dataset is not None:
                             value=min(300, n_cases), step=10, key="analyse_n_cases")
     try:
         with st.spinner(f"Running the model on {n_cases} cases…"):
-            evaluation = cache.evaluation(model_path, dataset["path"], data_option, n_cases)
+            evaluation = cache.evaluation(model_path, dataset["path"], data_option, n_cases,
+                                          allow_extrapolation=allow_extrapolation)
         names = info["target_names"]
         with st.container(key="analyse_uncertainty"):
+            note = analysis.evaluation_domain_note(evaluation, n_cases)
+            if note is not None:
+                kind, text = note
+                (st.warning if kind == "warning" else st.info)(
+                    text, icon=":material/warning:" if kind == "warning" else
+                    ":material/info:")
             st.plotly_chart(figures.recovery_figure({n: evaluation[n] for n in names}),
                             key="analyse_recovery_chart")
             st.plotly_chart(figures.calibration_figure(
                 {n: evaluation[n]["calibration"] for n in names}),
                 key="analyse_calibration_chart")
-            st.caption("Observed coverage of the 90 % intervals: " + ", ".join(
+            coverage = "Observed coverage of the 90 % intervals: " + ", ".join(
                 f"{label(n)} {100 * analysis.coverage_at(evaluation[n], 90):.0f} %"
-                for n in names) + f" (over {evaluation['n']} cases).")
+                for n in names) + f" (over {evaluation['n']} cases)"
+            n_within = evaluation["n"] - evaluation["domain"]["n_extrapolated"]
+            if evaluation["domain"]["n_extrapolated"] and n_within:
+                coverage += "; within the trained ranges: " + ", ".join(
+                    f"{label(n)} "
+                    f"{100 * analysis.coverage_at(evaluation[n], 90, within_ranges=True):.0f} %"
+                    for n in names) + f" (over {n_within} cases)"
+            st.caption(coverage + ".")
     except EiKerasError as error:
-        st.error(f"Cannot evaluate on this dataset: {error}", icon=":material/error:")
+        st.error(f"Cannot evaluate on this dataset: {words.in_dashboard_words(str(error))}",
+                 icon=":material/error:")

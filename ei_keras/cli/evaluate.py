@@ -26,6 +26,12 @@ def add_parser(subparsers):
                         help="also compare the network's posterior with the exact one "
                              "(importance sampling, about a second per trace) on the first N "
                              "test traces; added to metrics.json under 'exact'")
+    parser.add_argument("--allow-extrapolation", action="store_true",
+                        help="also score (flagged) the test traces whose known inputs lie "
+                             "outside the ranges the model was trained on; by default they are "
+                             "left out, as ei-keras infer refuses them. metrics.json counts "
+                             "them under 'domain'; with the flag each parameter's "
+                             "'model_within_ranges' scores the others alone")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(func=run)
 
@@ -37,7 +43,17 @@ def run(args):
     metrics = evaluate(args.model or default_model_path(), args.data, args.out,
                        n_forecast=args.n_forecast, n_baseline=args.n_baseline,
                        threshold=args.threshold, seed=args.seed, progress=not args.no_progress,
-                       prefix_length=args.prefix_length)
+                       prefix_length=args.prefix_length,
+                       allow_extrapolation=args.allow_extrapolation)
+    domain = metrics["domain"]
+    if domain["n_left_out"]:
+        print(f"left out {domain['n_left_out']} traces with known inputs outside the ranges "
+              f"the model was trained on (e.g. {domain['example']}); --allow-extrapolation "
+              f"scores them, flagged")
+    if domain["n_extrapolated"]:
+        print(f"{domain['n_extrapolated']} of {metrics['n_test']} answers are extrapolations "
+              f"(known inputs outside the trained ranges, e.g. {domain['example']}); "
+              f"'model_within_ranges' in metrics.json scores the others alone")
     for name, entry in metrics["parameters"].items():
         model, lsq = entry["model_subset"], entry["least_squares_subset"]
         print(f"{name:<10} model: MAE {entry['model']['mae']:.4g} R² {entry['model']['r2']:.3f} "

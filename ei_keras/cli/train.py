@@ -115,18 +115,22 @@ def settings_given(args):
 
 
 def run(args):
-    from ei_keras.training import train
+    from ei_keras.training import record_refusal, train
 
-    settings = settings_given(args)
-    preset = settings.pop("preset", None)  # None: improved, or the run's own
-    check_tracking_flags(args)
-    out, callbacks = args.out, []
-    if args.track:
-        from ei_keras.tracking import MlflowTracker
-        from ei_keras.training import default_run_dir
+    try:  # train() writes its own refusals to RUN_DIR/status.json; these come before it
+        settings = settings_given(args)
+        preset = settings.pop("preset", None)  # None: improved, or the run's own
+        check_tracking_flags(args)
+        out, callbacks = args.out, []
+        if args.track:
+            from ei_keras.tracking import MlflowTracker
+            from ei_keras.training import default_run_dir
 
-        out = out or default_run_dir(preset or "improved", args.prefix_length)
-        callbacks.append(MlflowTracker(out, args.tracking_uri))
+            out = out or default_run_dir(preset or "improved", args.prefix_length)
+            callbacks.append(MlflowTracker(out, args.tracking_uri))
+    except Exception as error:
+        record_refusal(args.out, error, resume=args.resume)
+        raise
     result = train(args.data, args.prefix_length, preset, out, resume=args.resume,
                    verbose=2 if args.quiet else "auto", stream=args.stream,
                    devices=args.devices, callbacks=callbacks, **settings)

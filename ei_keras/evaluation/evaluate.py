@@ -19,6 +19,7 @@ from ei_keras.errors import EiKerasError
 from ei_keras.fileio import write_json, write_text
 from ei_keras.evaluation.by_format import cell_metrics, format_cells, forecast_rows_per_cell
 from ei_keras.evaluation.metrics import calibration_curve, point_metrics, posterior_metrics
+from ei_keras.inference.domain import known_outside
 from ei_keras.inference.information import attention_agreement, reading_information
 from ei_keras.inference.least_squares import fit_least_squares, predict_readings
 from ei_keras.inference.posterior import (
@@ -86,9 +87,49 @@ def point_space(transform, values):
     return np.log10(values) if transform == "log10" else np.asarray(values, float)
 
 
+def extrapolation_rows(model, data, n, allow_extrapolation, data_path):
+    """Of the first ``n`` traces of ``data``, the rows to score and per scored row whether
+    its answer is an extrapolation (known inputs outside the trained ranges).
+
+    Without ``allow_extrapolation`` such traces are left out, as :func:`ei_keras.infer`
+    refuses them; with it they are scored and flagged. Returns ``(rows, extrapolated,
+    report)``, ``report``: ``allow_extrapolation``, ``n_outside`` (of the ``n``),
+    ``n_left_out``, ``n_extrapolated`` (scored, flagged) and ``example`` (one in words).
+
+    Raises:
+        EiKerasError: every trace is outside and extrapolation is not allowed.
+    """
+    if list(data.known_names) != list(KNOWN_NAMES):
+        raise EiKerasError(f"{data_path}: known inputs {data.known_names} are not {KNOWN_NAMES}")
+    texts = known_outside(model_info(model)["domain"], data.known[:n])
+    outside = np.array([bool(row) for row in texts], dtype=bool)
+    example = next((row[0] for row in texts if row), None)
+    rows = np.arange(n) if allow_extrapolation else np.flatnonzero(~outside)
+    if n and not len(rows):
+        raise EiKerasError(
+            f"{data_path}: all {n} traces have known inputs outside the ranges the model was "
+            f"trained on (e.g. {example}); their answers would be extrapolations. Pass "
+            f"allow_extrapolation=True (CLI: --allow-extrapolation) to score them anyway, "
+            f"flagged")
+    n_outside = int(outside.sum())
+    report = {"allow_extrapolation": bool(allow_extrapolation), "n_outside": n_outside,
+              "n_left_out": 0 if allow_extrapolation else n_outside,
+              "n_extrapolated": n_outside if allow_extrapolation else 0, "example": example}
+    return rows, outside[rows], report
+
+
+def _rows_of(data, rows):
+    """``data`` (a PrefixData) with only ``rows`` of its per-trace arrays."""
+    n = len(data.pH)
+    return dataclasses.replace(data, **{
+        field.name: getattr(data, field.name)[rows] for field in dataclasses.fields(data)
+        if isinstance(getattr(data, field.name), np.ndarray)
+        and len(getattr(data, field.name)) == n})
+
+
 def evaluate(model_path, data_path, out_dir, *, n_forecast=100, n_baseline=50, n_draws=200,
              threshold=8.5, t_max=2000.0, n_times=1001, seed=0, progress=True,
-             n_information=100, prefix_length=None):
+             n_information=100, prefix_length=None, allow_extrapolation=False):
     """Evaluate ``model_path`` on ``data_path``; write ``metrics.json`` and ``report.html``.
 
     Parameters
@@ -105,6 +146,11 @@ def evaluate(model_path, data_path, out_dir, *, n_forecast=100, n_baseline=50, n
     n_draws : posterior draws per forecast
     threshold : pH whose time of reaching is forecast
     seed : seed of the posterior draws
+    allow_extrapolation : also score the traces whose known inputs lie outside the ranges
+        the model was trained on (which :func:`ei_keras.infer` refuses without it); by
+        default they are left out. Either way ``metrics["domain"]`` counts them (see
+        :func:`extrapolation_rows`); when scored, ``model_within_ranges`` beside each
+        parameter's ``model`` scores the others alone.
 
     Returns
     -------
@@ -116,6 +162,10 @@ def evaluate(model_path, data_path, out_dir, *, n_forecast=100, n_baseline=50, n
     any_format = getattr(data, "lengths", None) is not None
     if list(data.known_names) != list(KNOWN_NAMES):
         raise EiKerasError(f"{data_path}: known inputs {data.known_names} are not {KNOWN_NAMES}")
+    rows, extrapolated, domain_report = extrapolation_rows(
+        model, data, len(data.pH), allow_extrapolation, data_path)
+    if len(rows) < len(data.pH):
+        data = _rows_of(data, rows)
     latent = {name: data.latent[:, j].astype(float) for j, name in enumerate(data.latent_names)}
     decoded, attention = decode_dataset(model, data)
     truth = {name: forward_transform(d["transform"], latent[name], d.get("bounds"))
@@ -129,11 +179,16 @@ def evaluate(model_path, data_path, out_dir, *, n_forecast=100, n_baseline=50, n
                 "in physical units; NLL, CRPS and z-scores in the space the network predicts "
                 "in (log10 activity, logit over the prior range for bounded parameters); "
                 "coverage is the same in either space",
-        "parameters": {}, "calibration": {},
+        "parameters": {}, "calibration": {}, "domain": domain_report,
     }
+    within = ~extrapolated
     for name, d in decoded.items():
         metrics["parameters"][name] = {
             "transform": d["transform"], "model": score_parameter(latent[name], d)}
+        if extrapolated.any() and within.any():
+            metrics["parameters"][name]["model_within_ranges"] = score_parameter(
+                latent[name][within], {k: v[within] if isinstance(v, np.ndarray) else v
+                                       for k, v in d.items()})
         metrics["calibration"][name] = calibration_curve(truth[name], d["loc"], d["scale"])
 
     grid = np.linspace(0.0, t_max, n_times)
@@ -205,7 +260,8 @@ def evaluate(model_path, data_path, out_dir, *, n_forecast=100, n_baseline=50, n
     metrics["attention_information"], information_examples = _attention_agreement(
         model, data, decoded, attention, known_rows, n_information)
     metrics["seconds_per_trace"] = {
-        "model": _single_trace_seconds(model, data, known_rows),
+        "model": _single_trace_seconds(model, data, known_rows,
+                                       allow_extrapolation=allow_extrapolation),
         "least_squares": float(np.mean(fit_seconds)) if fit_seconds else float("nan"),
     }
     metrics["n_forecast"], metrics["n_baseline"] = n_forecast, n_baseline
@@ -264,35 +320,45 @@ def _forecast_metrics(grid, truth, predicted, predicted_times, threshold):
     return result
 
 
-def _single_trace_seconds(model, data, known_rows, repeats=20):
+def _single_trace_seconds(model, data, known_rows, repeats=20, allow_extrapolation=False):
     """Median wall time of ``infer`` on one trace, after one warm-up call."""
-    infer(model, *valid_trace(data, 0), known_rows[0], check_fit=False)
+    infer(model, *valid_trace(data, 0), known_rows[0], check_fit=False,
+          allow_extrapolation=allow_extrapolation)
     times = []
     for row in range(min(repeats, len(data.pH))):
         started = time.perf_counter()
-        infer(model, *valid_trace(data, row), known_rows[row], check_fit=False)
+        infer(model, *valid_trace(data, row), known_rows[row], check_fit=False,
+              allow_extrapolation=allow_extrapolation)
         times.append(time.perf_counter() - started)
     return float(np.median(times))
 
 
-def evaluate_dataset(model, data_path, prefix_length=None, n_max=None, *, progress=None):
+def evaluate_dataset(model, data_path, prefix_length=None, n_max=None, *, progress=None,
+                     allow_extrapolation=False):
     """Posterior against the truth on the first ``n_max`` traces of a dataset.
 
     ``prefix_length``: a prefix group of the file, ``"any"`` for its any-format traces, or
     None (as :func:`load_test_data`). ``progress`` is called with the fraction done.
+    ``allow_extrapolation``: also score the traces whose known inputs lie outside the
+    ranges the model was trained on, flagged; without it they are left out, as
+    :func:`ei_keras.infer` refuses them. Either way they are counted.
 
     Returns
     -------
     dict
-        ``n`` (traces scored) and per target: ``truth``, ``median``, ``lo90``, ``hi90``
-        (physical units), ``transform`` and ``calibration`` (:func:`calibration_curve` of
-        the network's Gaussian, in its own space).
+        ``n`` (traces scored), ``extrapolated`` ((n,) bool: the scored answers that are
+        extrapolations), ``domain`` (the counts of :func:`extrapolation_rows`) and per
+        target: ``truth``, ``median``, ``lo90``, ``hi90`` (physical units),
+        ``transform``, ``calibration`` (:func:`calibration_curve` of the network's
+        Gaussian, in its own space) and ``calibration_within_ranges`` (the same without
+        the extrapolated answers; None when there are none, or only those).
 
     Raises
     ------
     EiKerasError
-        Traces longer than a fixed-format model was trained on, or a target the dataset
-        holds no truth for.
+        Traces longer than a fixed-format model was trained on, a target the dataset
+        holds no truth for, or only traces outside the trained ranges and
+        ``allow_extrapolation`` False.
     """
     model = load_model(model)
     data = (load_any_format(data_path) if prefix_length == "any"
@@ -304,25 +370,30 @@ def evaluate_dataset(model, data_path, prefix_length=None, n_max=None, *, progre
                                f"trained on {trained:g} s prefixes; choose traces up to "
                                f"{trained:g} s")
     n = len(data.pH) if n_max is None else min(int(n_max), len(data.pH))
+    scored, extrapolated, report = extrapolation_rows(model, data, n, allow_extrapolation,
+                                                      data_path)
     parts = []
-    for start in range(0, n, BATCH):
-        rows = slice(start, min(n, start + BATCH))
+    for start in range(0, len(scored), BATCH):
+        rows = scored[start:start + BATCH]
         batch = dataclasses.replace(data, t=data.t[rows], pH=data.pH[rows],
                                     known=data.known[rows])
         parts.append(decode_dataset(model, batch)[0])
         if progress is not None:
-            progress(rows.stop / n)
-    result = {"n": n}
+            progress(min(len(scored), start + BATCH) / len(scored))
+    result = {"n": len(scored), "extrapolated": extrapolated, "domain": report}
+    within = ~extrapolated if extrapolated.any() and not extrapolated.all() else None
     for name, d in parts[0].items():
         if name not in data.latent_names:
             raise EiKerasError(f"{data_path}: the dataset has no truth for {name}")
         loc = np.concatenate([part[name]["loc"] for part in parts])
         scale = np.concatenate([part[name]["scale"] for part in parts])
-        truth = data.latent[:n, list(data.latent_names).index(name)].astype(float)
+        truth = data.latent[scored, list(data.latent_names).index(name)].astype(float)
         summary = summarize_gaussian(loc, scale, d["transform"], d.get("bounds"))
+        truth_space = forward_transform(d["transform"], truth, d.get("bounds"))
         result[name] = {
             "truth": truth, "median": summary["median"], "lo90": summary["lo90"],
             "hi90": summary["hi90"], "transform": d["transform"],
-            "calibration": calibration_curve(
-                forward_transform(d["transform"], truth, d.get("bounds")), loc, scale)}
+            "calibration": calibration_curve(truth_space, loc, scale),
+            "calibration_within_ranges": None if within is None else calibration_curve(
+                truth_space[within], loc[within], scale[within])}
     return result

@@ -76,6 +76,25 @@ def _range_text(bounds):
     return f"{bounds[0]:g}–{bounds[1]:g}"
 
 
+def known_outside(domain, known):
+    """Per trace, each known input outside the range the model was trained on, in words
+    ("substrate_mM = 500 is outside the range the model was trained on (1–100)"): one
+    list per row of ``known`` ``(n, 5)`` (in the order of ``KNOWN_NAMES``), empty when
+    all are inside or the model carries no training domain."""
+    ranges = (domain or {}).get("param_ranges", {})
+    known = np.asarray(known, dtype=float)
+    texts = [[] for _ in range(len(known))]
+    for column, name in enumerate(KNOWN_NAMES):
+        if name not in ranges:
+            continue
+        for row in range(len(known)):
+            value = float(known[row, column])
+            if _outside(value, ranges[name]):
+                texts[row].append(f"{name} = {value:g} is outside the range the model was "
+                                  f"trained on ({_range_text(ranges[name])})")
+    return texts
+
+
 def check_traces(domain, t, pH, known, *, allow_extrapolation=False):
     """Refuse what the model cannot answer; cut long traces; flag unusual formats.
 
@@ -105,16 +124,8 @@ def check_traces(domain, t, pH, known, *, allow_extrapolation=False):
     reports = [{"ok": True, "flags": [], "checked": []} for _ in range(n)]
     if not domain:
         return t, pH, reports
-    ranges = domain.get("param_ranges", {})
-    for column, name in enumerate(KNOWN_NAMES):
-        if name not in ranges:
-            continue
-        for row in range(n):
-            value = float(known[row, column])
-            if not _outside(value, ranges[name]):
-                continue
-            text = (f"{name} = {value:g} is outside the range the model was trained on "
-                    f"({_range_text(ranges[name])})")
+    for row, texts in enumerate(known_outside(domain, known)):
+        for text in texts:
             if not allow_extrapolation:
                 raise EiKerasError(f"{text}; the answer would be an extrapolation. Pass "
                                    f"allow_extrapolation=True (CLI: --allow-extrapolation) "
