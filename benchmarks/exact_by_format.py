@@ -6,9 +6,10 @@
 Takes the first ``--per-cell`` traces of every prefix length × reading interval cell of an
 any-format test set (generated with ``--format-grid``), runs :func:`ei_keras.refine` (the
 exact posterior by importance sampling) on each, and prints per cell and over all cells:
-the median and 90th percentile of network σ / exact σ, the median offset of the network's
-median in exact σ, the 90 % coverage of the truth by both, the forecast RMSE of both, and
-how many exact answers were reliable.
+the median and 90th percentile of network σ / exact σ, the RMS error of the network's
+median over that of the exact median (both against the truth, in the network's space),
+the median offset of the network's median in exact σ, the 90 % coverage of the truth by
+both, the forecast RMSE of both, and how many exact answers were reliable.
 """
 
 import argparse
@@ -38,7 +39,10 @@ def summarise(records, names):
         if not values:
             continue
         ratio = np.array([v["std_ratio"] for v in values], float)
+        errors = {which: np.sqrt(np.mean([v[f"error_{which}"] ** 2 for v in values]))
+                  for which in ("network", "exact")}
         row[name] = {
+            "error_ratio": float(errors["network"] / errors["exact"]),
             "std_ratio_median": float(np.nanmedian(ratio)),
             "std_ratio_p90": float(np.nanpercentile(ratio, 90)),
             "offset_sigma_median": float(np.nanmedian([v["offset_sigma"] for v in values])),
@@ -64,8 +68,8 @@ def main():
     prefix_index, interval_index = format_cells(data)
     names = None
     cells, everything = [], []
-    print(f"{'cell':<16}{'ok':>6}  network σ / exact σ (median, p90) | offset | cov90 net/exact "
-          f"| forecast RMSE net/exact")
+    print(f"{'cell':<16}{'ok':>6}  network σ / exact σ (median, p90) | error ratio | offset | "
+          f"cov90 net/exact | forecast RMSE net/exact")
     for i, length in enumerate(PREFIX_CELLS_S):
         for j, interval in enumerate(INTERVAL_CELLS_S):
             rows = np.flatnonzero((prefix_index == i) & (interval_index == j))[:args.per_cell]
@@ -91,6 +95,7 @@ def format_row(label, row, names):
         if name in row:
             p = row[name]
             parts.append(f"{name} {p['std_ratio_median']:.2f},{p['std_ratio_p90']:.2f} "
+                         f"err {p['error_ratio']:.2f} "
                          f"off {p['offset_sigma_median']:.2f} cov {p['coverage90_network']:.2f}/"
                          f"{p['coverage90_exact']:.2f}")
     if "forecast_rmse" in row:

@@ -102,7 +102,7 @@ def exact_check(model_or_path, data, n, *, prefix_length=None, n_samples=2000, s
                                         result["weights"])
             entry = per_parameter.setdefault(name, {key: [] for key in (
                 "std_ratio", "offset_sigma", "width_ratio90", "covered_network",
-                "covered_exact")})
+                "covered_exact", "error_network", "error_exact")})
             if not reliable:
                 continue
             truth = latent[name][row]
@@ -112,7 +112,9 @@ def exact_check(model_or_path, data, n, *, prefix_length=None, n_samples=2000, s
                 if exact_sigma > 0 else np.nan,
                 "width_ratio90": result["comparison"].get(name, {}).get("width_ratio", np.nan),
                 "covered_network": bool(net["lo90"] <= truth <= net["hi90"]),
-                "covered_exact": bool(exact["lo90"] <= truth <= exact["hi90"])}
+                "covered_exact": bool(exact["lo90"] <= truth <= exact["hi90"]),
+                "error_network": float(d["loc"][0]) - z(truth),
+                "error_exact": z(exact["median"]) - z(truth)}
             for key, value in values.items():
                 entry[key].append(value)
             records[-1].setdefault("parameters", {})[name] = values
