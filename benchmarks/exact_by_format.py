@@ -20,7 +20,7 @@ import numpy as np
 import ei_keras
 from ei_keras.data import load_any_format
 from ei_keras.evaluation.by_format import INTERVAL_CELLS_S, PREFIX_CELLS_S, format_cells
-from ei_keras.evaluation.exact import exact_check
+from ei_keras.evaluation.exact import error_ratio, exact_check
 from ei_keras.fileio import write_json
 from ei_keras.inference import load_model
 
@@ -39,10 +39,9 @@ def summarise(records, names):
         if not values:
             continue
         ratio = np.array([v["std_ratio"] for v in values], float)
-        errors = {which: np.sqrt(np.mean([v[f"error_{which}"] ** 2 for v in values]))
-                  for which in ("network", "exact")}
         row[name] = {
-            "error_ratio": float(errors["network"] / errors["exact"]),
+            "error_ratio": error_ratio([v["error_network"] for v in values],
+                                        [v["error_exact"] for v in values]),
             "std_ratio_median": float(np.nanmedian(ratio)),
             "std_ratio_p90": float(np.nanpercentile(ratio, 90)),
             "offset_sigma_median": float(np.nanmedian([v["offset_sigma"] for v in values])),

@@ -306,6 +306,12 @@ def test_evaluate_exact_writes_the_comparison(tiny_set):
     assert {"activity", "k_d"} <= set(exact["parameters"])
     for entry in exact["parameters"].values():
         assert {"std_ratio", "offset_sigma", "width_ratio90", "coverage90"} <= set(entry)
+    reliable = [trace for trace in exact["traces"] if "parameters" in trace]
+    for name, entry in exact["parameters"].items():  # against the per-trace errors
+        network = [trace["parameters"][name]["error_network"] for trace in reliable]
+        exact_errors = [trace["parameters"][name]["error_exact"] for trace in reliable]
+        assert entry["error_ratio"] == pytest.approx(
+            np.sqrt(sum(e * e for e in network) / sum(e * e for e in exact_errors)))
     assert {"network", "exact"} <= set(exact["forecast_rmse"])
 
 

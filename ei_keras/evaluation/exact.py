@@ -28,6 +28,13 @@ def _quantiles(values):
     return {"median": float(np.median(values)), "p90": float(np.percentile(values, 90))}
 
 
+def error_ratio(network, exact):
+    """RMS of the network's errors over that of the exact posterior's (None without)."""
+    if not network or not np.any(exact):
+        return None
+    return float(np.sqrt(np.mean(np.square(network)) / np.mean(np.square(exact))))
+
+
 def _weighted_std(values, weights):
     keep = np.isfinite(values) & (weights > 0)
     w = weights[keep] / weights[keep].sum()
@@ -62,7 +69,9 @@ def exact_check(model_or_path, data, n, *, prefix_length=None, n_samples=2000, s
         over the reliable traces: ``std_ratio`` (network σ / exact σ in the network's space:
         median and 90th percentile), ``offset_sigma`` (|network median − exact median| /
         exact σ: median and 90th percentile), ``width_ratio90`` (90 % interval widths),
-        ``coverage90`` of the truth by the ``network`` and the ``exact`` 90 % intervals;
+        ``coverage90`` of the truth by the ``network`` and the ``exact`` 90 % intervals,
+        ``error_ratio`` (RMS error of the network's median over that of the exact median,
+        against the truth);
         with ``forecast``, ``forecast_rmse`` of the ``network`` and ``exact`` median
         forecasts (pH, over 0–``t_max``, reliable traces); and ``traces``, one short record
         per trace (with the per-parameter values above for reliable traces, and the
@@ -154,6 +163,7 @@ def exact_check(model_or_path, data, n, *, prefix_length=None, n_samples=2000, s
                 if entry["covered_network"] else None,
                 "exact": float(np.mean(entry["covered_exact"]))
                 if entry["covered_exact"] else None},
+            "error_ratio": error_ratio(entry["error_network"], entry["error_exact"]),
         }
     if forecast and fans["truth"]:
         truth = np.array(fans["truth"])
