@@ -803,9 +803,13 @@ def test_live_replay_runs_to_its_settled_point(live_workspace):
     settled_at = state["result"]["settled_at"]
     assert settled_at is not None and 60 <= settled_at <= 300
     assert f"Settled at t = {settled_at:g} s" in messages(at.success)
-    table = state["live"].history_table()
-    width = table["activity_hi90"] / table["activity_lo90"]
-    assert width[-1] < width[0]  # the funnel narrowed
+    live = state["live"]
+    table = live.history_table()
+    # The funnel narrowed: the whole run's answer is sharper than the first 20 s gave (the
+    # first update's length depends on the machine's speed, so it is not the reference).
+    early = ei_keras.infer(live.model, live.t[:21], live.pH[:21], live.known)["activity"]
+    assert (table["activity_hi90"][-1] / table["activity_lo90"][-1]
+            < early["hi90"][0] / early["lo90"][0])
     assert at.button(key="live_resume").disabled and at.button(key="live_pause").disabled
 
 
