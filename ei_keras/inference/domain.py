@@ -205,9 +205,8 @@ def misfit_flags(domain, pH, predicted, reports):
     ``predicted`` is, per trace, a ``(k, m)`` array of noise-free readings at the trace's
     times of plausible answers (the misfit check's candidates and their linear fit; NaN
     where the time is padding). The trace is flagged when even the best of them misses the
-    readings
-    by more than :data:`MISFIT_RATIO` × the training noise (RMS). Adds ``misfit_rms``
-    (that best RMS) and ``noise_std`` to each report.
+    readings by more than :data:`MISFIT_RATIO` × the training noise (RMS). Adds
+    ``misfit_rms`` (that best RMS) and ``noise_std`` to each report.
     """
     noise = trained_noise(domain)
     for row, report in enumerate(reports):
