@@ -29,7 +29,6 @@ weight decay, global clip norm 1, no warmup, plateau ×0.5 after 5 epochs).
 import contextlib
 import dataclasses
 import functools
-import json
 import os
 import platform
 import sys
@@ -43,7 +42,7 @@ from ei_keras.callbacks import HistoryLogger, LinearWarmup, PlateauAfterWarmup, 
 from ei_keras import run_directory as rundir
 from ei_keras.errors import EiKerasError
 from ei_keras.fileio import make_dirs, interrupt_on_signals, write_json
-from ei_keras.jobs import JobState
+from ei_keras.jobs import FAILED, JobState, read_job
 from ei_keras.losses import RegularizedGaussianNLL
 from ei_keras.models import (
     architecture_kwargs,
@@ -174,19 +173,11 @@ _WRITER_FIELDS = ("state", "message", "pid", "host", "started", "updated", "batc
                   "current_epoch")
 
 
-def _read_status(run_dir):
-    try:
-        status = json.loads((Path(run_dir) / rundir.STATUS).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return status if isinstance(status, dict) else None
-
-
 def _refused_start(run_dir):
     """Whether ``run_dir/status.json`` is all a refused start left (state failed, no
     config.json): no run, and a new one may start there."""
-    status = _read_status(run_dir)
-    return (status is not None and status.get("state") == "failed"
+    job = read_job(run_dir)
+    return (job is not None and job.written == FAILED
             and not (Path(run_dir) / rundir.CONFIG).exists())
 
 
@@ -205,7 +196,7 @@ def _write_refusal(run_dir, error, resume, fresh):
     ``fresh``: the directory held no run when this trainer took it."""
     fields = {}
     if resume:
-        status = _read_status(run_dir) or {}
+        status = job.fields if (job := read_job(run_dir)) else {}
         if not (run_dir / rundir.CONFIG).exists() or status.get("state") in ENDED_RUN_STATES:
             return
         fields = {k: v for k, v in status.items() if k not in _WRITER_FIELDS}

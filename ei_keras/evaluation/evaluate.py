@@ -160,8 +160,6 @@ def evaluate(model_path, data_path, out_dir, *, n_forecast=100, n_baseline=50, n
     data = load_test_data(model, data_path, prefix_length)
     prefix_length = data.prefix_length
     any_format = getattr(data, "lengths", None) is not None
-    if list(data.known_names) != list(KNOWN_NAMES):
-        raise EiKerasError(f"{data_path}: known inputs {data.known_names} are not {KNOWN_NAMES}")
     rows, extrapolated, domain_report = extrapolation_rows(
         model, data, len(data.pH), allow_extrapolation, data_path)
     if len(rows) < len(data.pH):
