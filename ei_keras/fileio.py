@@ -204,13 +204,23 @@ def interrupt_on_signals():
         _RECEIVED.append(signum)
         raise KeyboardInterrupt(f"signal {signum}")
 
+    unraisable_hook = sys.unraisablehook
+
+    def quiet_when_lost(unraisable):
+        # A KeyboardInterrupt raised inside e.g. a weakref callback is lost, and Python
+        # prints its traceback; check_interrupted() raises it again, so say nothing here.
+        if not (isinstance(unraisable.exc_value, KeyboardInterrupt) and _RECEIVED):
+            unraisable_hook(unraisable)
+
     previous = {signum: signal.signal(signum, interrupt)
                 for signum in (signal.SIGINT, signal.SIGTERM)}
+    sys.unraisablehook = quiet_when_lost
     try:
         yield
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        sys.unraisablehook = unraisable_hook
         _RECEIVED.clear()
 
 

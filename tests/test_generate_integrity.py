@@ -170,3 +170,19 @@ def test_a_signal_whose_interrupt_was_swallowed_still_stops_the_loop(signum):
             check_interrupted()
     check_interrupted()  # the block has ended: nothing pending
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_lost_interrupt_is_not_printed_and_raised_again(monkeypatch):
+    printed = []  # what Python would print as "Exception ignored in ..."
+    monkeypatch.setattr(sys, "unraisablehook", printed.append)
+
+    class Lost:
+        def __del__(self):  # Python only prints an exception raised here
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(10_000):  # the handler runs inside __del__
+                pass
+
+    with pytest.raises(KeyboardInterrupt), interrupt_on_signals():
+        Lost()
+        check_interrupted()
+    assert printed == []
