@@ -48,10 +48,12 @@ from ei_keras.models import (
     architecture_kwargs,
     build_model,
     fit_normalization,
+    model_info,
     save_model,
     target_codec,
 )
 from ei_keras.data.batches import LengthBatches
+from ei_keras.data.shards import sha256_of
 from ei_keras.data.streaming import (
     RowSource,
     StreamedBatches,
@@ -254,9 +256,15 @@ def _one_writer(train_function):
     """
 
     @functools.wraps(train_function)
-    def locked(data, prefix_length, preset=None, out_dir=None, *, resume=False, **kwargs):
+    def locked(data, prefix_length, preset=None, out_dir=None, *, resume=False,
+               init_from=None, **kwargs):
         try:
             distribution = data_parallel(kwargs.get("devices", 1))
+            if resume and init_from is not None:
+                raise EiKerasError(
+                    "a resumed run continues from its own last epoch; starting from another "
+                    "model's weights (init_from, --init-from) is for a new run: leave out one "
+                    "of them")
             if resume:
                 if out_dir is None:
                     raise EiKerasError(
@@ -276,7 +284,7 @@ def _one_writer(train_function):
             fresh, before = not _holds_run(run_dir), _status_bytes(run_dir)
             try:
                 return train_function(data, prefix_length, preset, run_dir, resume=resume,
-                                      **kwargs)
+                                      init_from=init_from, **kwargs)
             except Exception as error:
                 # Holding the lock, only this trainer writes status.json: unchanged, it
                 # was refused before it wrote its first state.
@@ -307,6 +315,38 @@ def _resumed_config(run_dir, saved, preset, overrides):
                            f"{rundir.NEW_RUN}") from None
 
 
+def _warm_start_source(source_path, known_names, target_names):
+    """The saved model at ``source_path`` and what ``config.json`` records of it;
+    refused unless it reads the same known inputs and infers the same targets."""
+    from ei_keras.inference.posterior import load_model
+
+    source = load_model(source_path)
+    info = model_info(source)
+    if (tuple(info["known_names"]), tuple(info["target_names"])) != (known_names, target_names):
+        raise EiKerasError(
+            f"{source_path} reads {', '.join(info['known_names'])} and infers "
+            f"{', '.join(info['target_names'])}; this data has {', '.join(known_names)} and "
+            f"{', '.join(target_names)}: start from a model trained on data like this")
+    return source, {"path": os.fspath(source_path), "sha256": sha256_of(source_path)}
+
+
+def _copy_weights(source, model, source_path):
+    """Give ``model`` the weights of ``source`` (a warm start); refused unless both have
+    the same weights (names and shapes)."""
+    theirs = {weight.path: weight for weight in source.weights}
+    mine = {weight.path: weight for weight in model.weights}
+    differ = sorted(set(theirs) ^ set(mine)) or [
+        path for path in mine if tuple(mine[path].shape) != tuple(theirs[path].shape)]
+    if differ:
+        trained = (model_info(source)["run_config"] or {}).get("train", {})
+        raise EiKerasError(
+            f"{source_path} has another network than this run (first difference: "
+            f"{differ[0]}); give the settings it was trained with (architecture "
+            f"{trained.get('architecture', '?')!r}, network {trained.get('model', '?')})")
+    for path, weight in mine.items():
+        weight.assign(theirs[path].value)
+
+
 def _compile(model, config, optimizer=None):
     if optimizer is None:
         optimizer = AdamW(
@@ -319,7 +359,7 @@ def _compile(model, config, optimizer=None):
 
 
 @_one_writer
-def train(data, prefix_length, preset=None, out_dir=None, *, resume=False,
+def train(data, prefix_length, preset=None, out_dir=None, *, resume=False, init_from=None,
           verbose="auto", stream=False, devices=1, callbacks=(), **overrides):
     """Train on one prefix length; write the run directory described in this module.
 
@@ -340,6 +380,11 @@ def train(data, prefix_length, preset=None, out_dir=None, *, resume=False,
             that file, and never over a run already there or a resumed run that has ended.
         resume: continue the run in ``out_dir`` after its last completed epoch, with its
             saved configuration (only ``epochs`` may be raised), on the same data.
+        init_from: a saved ``.keras`` model to start a new run from (fine-tuning, e.g. on
+            fresh data): its weights replace the initial ones. The network settings must
+            give its architecture, and the data the same known inputs and targets; the
+            normalisation is fitted on this run's data as for any run. ``config.json``
+            records its path and sha256.
         verbose: Keras verbosity; ``"auto"`` shows a progress bar on a terminal and one
             line per epoch otherwise.
         stream: read the file in blocks while training (:mod:`ei_keras.data.streaming`)
@@ -357,7 +402,9 @@ def train(data, prefix_length, preset=None, out_dir=None, *, resume=False,
     Raises:
         EiKerasError: unreadable data; a run directory already holding a run, or being
             written by another process (its pid is named); nothing to resume, other data
-            or settings than the run's, or run files that contradict each other.
+            or settings than the run's, or run files that contradict each other; an
+            ``init_from`` model that is unreadable or of another architecture, or given
+            with ``resume``.
         ConfigError: an unknown or invalid setting (a ValueError; the message names it).
     """
     run_dir = out_dir  # set by _one_writer: created and locked
@@ -389,6 +436,8 @@ def train(data, prefix_length, preset=None, out_dir=None, *, resume=False,
     state = rundir.resume_state(run_dir, config.epochs) if resume else {}
     initial_epoch = int(state.get("epoch", 0))
     keras.utils.set_random_seed(config.seed + initial_epoch)
+    if resume and not initial_epoch and saved.get("init_from"):
+        init_from = saved["init_from"]["path"]  # a warm start that completed no epoch
 
     if initial_epoch:
         model = rundir.load_last_model(run_dir)
@@ -404,8 +453,13 @@ def train(data, prefix_length, preset=None, out_dir=None, *, resume=False,
         model_kwargs = architecture_kwargs(config.architecture, n_points)
         model_kwargs.update(config.model, pooling=config.pooling,
                             log_var_min=config.log_var_min, log_var_max=config.log_var_max)
-        model = build_model(stats, **model_kwargs, run_config={
-            "dataset": getattr(dataset, "config", None), "train": config.to_dict()})
+        run_config = {"dataset": getattr(dataset, "config", None), "train": config.to_dict()}
+        if init_from is not None:
+            source, run_config["init_from"] = _warm_start_source(init_from, known_names,
+                                                                 target_names)
+        model = build_model(stats, **model_kwargs, run_config=run_config)
+        if init_from is not None:
+            _copy_weights(source, model, init_from)
         _compile(model, config)
         rundir.clear_partial(run_dir)  # a resumed run that never completed an epoch
         write_json(run_dir / rundir.CONFIG, {
@@ -419,6 +473,7 @@ def train(data, prefix_length, preset=None, out_dir=None, *, resume=False,
                      "generation_config": getattr(dataset, "config", None)},
             "environment": {"backend": keras.backend.backend(), "keras": keras.__version__,
                             "python": platform.python_version()},
+            **({"init_from": run_config["init_from"]} if init_from is not None else {}),
         })
 
     encode = target_codec(model).encode

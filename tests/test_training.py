@@ -1,6 +1,7 @@
 """train(): run directory, presets, resume, NaN, stop file, and the ei-keras train CLI."""
 
 import dataclasses
+import hashlib
 import inspect
 import json
 import os
@@ -83,6 +84,35 @@ def test_resume_continues_epochs_optimizer_and_history(tmp_path):
         train(data, 30.0, out_dir=tmp_path, resume=True, batch_size=8, verbose=0)
     with pytest.raises(EiKerasError, match="nothing to resume"):
         train(data, 30.0, out_dir=tmp_path / "empty", resume=True, verbose=0)
+
+
+@pytest.mark.backend
+def test_init_from_starts_a_new_run_from_a_saved_models_weights(tmp_path, tiny_h5, capsys):
+    data = make_prefixes()
+    first = train(data, 30.0, "improved", tmp_path / "first", epochs=2, verbose=0, **FAST)
+    source = first.final_path
+    # A learning rate of ~0: the warm-started network answers as the one it started from.
+    tuned = train(data, 30.0, "improved", tmp_path / "tuned", init_from=source, epochs=1,
+                  verbose=0, **dict(FAST, warmup_epochs=0, learning_rate=1e-12))
+    inputs = {"pH": data.pH[:8], "t": data.t[:8], "known": data.known[:8]}
+    before = keras.saving.load_model(source).predict_on_batch(inputs)["posterior"]
+    after = keras.saving.load_model(tuned.final_path).predict_on_batch(inputs)["posterior"]
+    np.testing.assert_allclose(after, before, rtol=1e-4, atol=1e-5)
+    record = {"path": str(source), "sha256": hashlib.sha256(source.read_bytes()).hexdigest()}
+    assert json.loads((tuned.run_dir / "config.json").read_text())["init_from"] == record
+    assert model_info(keras.saving.load_model(tuned.best_path))["run_config"]["init_from"] == record
+
+    with pytest.raises(EiKerasError, match=r"another network than this run .first difference: encoder/"):
+        train(data, 30.0, "improved", tmp_path / "wider", init_from=source, epochs=1, verbose=0,
+              **dict(FAST, model=dict(TINY, filters=[8, 4])))
+    with pytest.raises(EiKerasError, match="for a new run"):
+        train(data, 30.0, out_dir=tmp_path / "first", resume=True, init_from=source, verbose=0)
+    # The CLI flag, and a model the data does not fit (other targets): one line, no run.
+    assert main(["train", "--data", str(tiny_h5), "--prefix-length", "10", "--init-from",
+                 str(source), "--out", str(tmp_path / "cli")]) == 2
+    error = capsys.readouterr().err
+    assert "has another network" in error and len(error.strip().splitlines()) == 1
+    assert not (tmp_path / "cli" / "config.json").exists()
 
 
 def test_presets_are_the_issues_recipes():

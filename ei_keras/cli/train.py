@@ -40,6 +40,9 @@ def add_parser(subparsers):
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out after its last completed epoch (same "
                         "--data and --prefix-length; only --epochs may change)")
+    parser.add_argument("--init-from", metavar="MODEL.keras",
+                        help="start a new run from this saved model's weights (fine-tuning, "
+                        "e.g. on fresh data); give the network settings it was trained with")
     network = parser.add_argument_group(
         "network", "each overrides the architecture's value (and --model's, the config "
         "file's)")
@@ -132,6 +135,7 @@ def run(args):
         record_refusal(args.out, error, resume=args.resume)
         raise
     result = train(args.data, args.prefix_length, preset, out, resume=args.resume,
+                   init_from=args.init_from,
                    verbose=2 if args.quiet else "auto", stream=args.stream,
                    devices=args.devices, callbacks=callbacks, **settings)
     last = result.history[-1] if result.history else {}
