@@ -33,6 +33,8 @@ LAUNCH_FILE = "job.json"
 # How a job's end reads on the pages: a failure shows as crashed, with the job's message.
 SHOWN = {RUNNING: RUNNING, FINISHED: FINISHED, STOPPED: STOPPED, FAILED: CRASHED,
          CRASHED: CRASHED}
+# A training refused before its first epoch (a failed status.json and no config.json).
+REFUSED = "refused"
 
 
 def _child_env() -> dict:
@@ -203,7 +205,8 @@ def start_training(dataset, prefix_length, preset, overrides=None) -> Path:
 
 def run_info(run_dir) -> dict:
     """Everything the Train page shows about a run: ``state`` (running / finished /
-    stopped / crashed), ``message`` (why it crashed), ``detail``, ``epoch``/``epochs``,
+    stopped / crashed / refused), ``message`` (why it crashed or was refused before its
+    first epoch), ``detail``, ``epoch``/``epochs``,
     ``batch``/``steps``, the best score and model, the history."""
     run_dir = Path(run_dir)
     meta = launch_record(run_dir)
@@ -233,6 +236,8 @@ def run_info(run_dir) -> dict:
             info["detail"] = "stopping at the end of the current batch…"
     elif job.written == "early_stopped":
         info["detail"] = f"early stopping after epoch {info['epoch']}"
+    elif job.state == FAILED and not (run_dir / "config.json").exists():
+        info["state"], info["message"] = REFUSED, job.message
     elif info["state"] == CRASHED:
         info["message"] = (f"training failed: {job.message}" if job.state == FAILED
                            else job.message)

@@ -314,11 +314,13 @@ def test_a_run_refused_before_training_shows_why(workspace, monkeypatch):
     run_dir = jobs.start_training(gone, 30, "improved", {"epochs": 1})
     assert sorted(p.name for p in run_dir.iterdir()) == ["job.json", "overrides.json",
                                                          "status.json"]
-    why = f"training failed: dataset {gone}: no such file"
+    why = f"dataset {gone}: no such file"
+    assert jobs.run_info(run_dir)["state"] == "refused"
     assert jobs.run_info(run_dir)["message"] == why
     at = app("train")
     assert_clean(at)
-    assert f"crashed: {why}" in messages(at.error)
+    assert f"refused before training began: {why}" in messages(at.error)
+    assert "crashed" not in messages(at.error)
 
 
 def test_runs_get_unique_directories_and_stop_writes_the_stop_file(workspace, monkeypatch):

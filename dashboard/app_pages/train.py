@@ -10,7 +10,8 @@ from ei_keras.errors import EiKerasError
 from ei_keras.evaluation import figures
 
 STATE_ICONS = {jobs.RUNNING: ":material/autorenew:", jobs.FINISHED: ":material/check:",
-               jobs.STOPPED: ":material/stop_circle:", jobs.CRASHED: ":material/error:"}
+               jobs.STOPPED: ":material/stop_circle:", jobs.CRASHED: ":material/error:",
+               jobs.REFUSED: ":material/block:"}
 
 st.title("Train")
 st.caption("Each run trains in its own background process and directory: leaving the page "
@@ -130,6 +131,10 @@ def run_panel():
         if run.get("log_tail"):
             with st.expander("Last lines of the run's log"):
                 st.code(run["log_tail"], language=None)
+    elif state == jobs.REFUSED:
+        st.error(f"This run was refused before training began: {run['message']}. Nothing "
+                 f"was trained; start a new run with that corrected.",
+                 icon=":material/block:")
     elif state == jobs.STOPPED:
         st.info("Stopped on request. The best model so far is kept and can be analysed.")
     elif state == jobs.FINISHED:
