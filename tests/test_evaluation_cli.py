@@ -64,6 +64,22 @@ def test_evaluate_leaves_out_extrapolations_unless_allowed_and_counts_them(tmp_p
             pytest.approx(metrics["parameters"][name]["model"]["coverage90"])
 
 
+def test_exact_check_leaves_out_extrapolations_unless_allowed(tmp_path):
+    from ei_keras.evaluation.exact import exact_check
+
+    model, data, prefix = hot_test_set(tmp_path)
+    n = 6
+    outside = prefix.known[:n, list(prefix.known_names).index("temperature_C")] > 40.0
+    assert 0 < outside.sum() < n  # the seed gives both kinds among the first traces
+    common = dict(prefix_length=30, n_samples=200, forecast=False)
+    kept = exact_check(model, data, n, **common)
+    assert [trace["row"] for trace in kept["traces"]] == np.flatnonzero(~outside).tolist()
+    assert kept["n"] == n - outside.sum() and kept["domain"]["n_left_out"] == outside.sum()
+    allowed = exact_check(model, data, n, allow_extrapolation=True, **common)
+    assert [trace["extrapolated"] for trace in allowed["traces"]] == outside.tolist()
+    assert allowed["domain"]["n_extrapolated"] == outside.sum()
+
+
 def test_infer_cli_reads_a_csv_and_writes_json(tiny, tmp_path):
     folder, _, prefix = tiny
     csv = tmp_path / "trace.csv"

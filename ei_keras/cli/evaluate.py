@@ -89,7 +89,8 @@ def _exact(args, metrics):
 
     exact = exact_check(metrics["model"], args.data, args.exact,
                         prefix_length=args.prefix_length, seed=args.seed,
-                        threshold=args.threshold, progress=not args.no_progress)
+                        threshold=args.threshold, allow_extrapolation=args.allow_extrapolation,
+                        progress=not args.no_progress)
     metrics["exact"] = exact
     write_json(Path(args.out) / "metrics.json", metrics)
     print(f"exact posterior on {exact['n']} traces ({exact['n_reliable']} reliable, median ESS "

@@ -44,7 +44,7 @@ def _weighted_std(values, weights):
 
 def exact_check(model_or_path, data, n, *, prefix_length=None, n_samples=2000, seed=0,
                 forecast=True, n_draws=200, threshold=8.5, t_max=2000.0, n_times=401,
-                progress=False) -> dict:
+                allow_extrapolation=False, progress=False) -> dict:
     """Network vs exact posterior on the first ``n`` traces of a test set.
 
     Parameters
@@ -60,11 +60,15 @@ def exact_check(model_or_path, data, n, *, prefix_length=None, n_samples=2000, s
     forecast : bool
         Also forecast each trace to ``t_max`` from both posteriors (``n_draws`` draws) and
         score the median forecast against the noise-free measured pH of the truth.
+    allow_extrapolation : bool
+        As for ``ei-keras evaluate``: traces whose known inputs are outside the trained
+        ranges are left out, or with it checked and marked ``extrapolated``.
 
     Returns
     -------
     dict (JSON-able)
-        ``n``, ``n_reliable`` (traces whose exact answer is not ``unreliable``), ``verdicts``
+        ``n`` (traces checked), ``domain`` (the counts of
+        :func:`~ei_keras.evaluation.evaluate.extrapolation_rows`), ``n_reliable`` (traces whose exact answer is not ``unreliable``), ``verdicts``
         (count per verdict), ``ess`` (median, min), ``seconds_per_trace``, and per parameter
         over the reliable traces: ``std_ratio`` (network σ / exact σ in the network's space:
         median and 90th percentile), ``offset_sigma`` (|network median − exact median| /
@@ -77,17 +81,23 @@ def exact_check(model_or_path, data, n, *, prefix_length=None, n_samples=2000, s
         per trace (with the per-parameter values above for reliable traces, and the
         squared forecast errors' means ``forecast_mse``), to regroup, e.g. by format.
     """
+    from ei_keras.evaluation.evaluate import extrapolation_rows, load_test_data
+
     model = load_model(model_or_path)
+    data_path = "the test data"
     if isinstance(data, (str, bytes)) or hasattr(data, "__fspath__"):
-        from ei_keras.evaluation.evaluate import load_test_data
-        data = load_test_data(model, data, prefix_length)
+        data_path, data = data, load_test_data(model, data, prefix_length)
     n = int(min(n, len(data.pH)))
+    rows, extrapolated, domain = extrapolation_rows(model, data, n, allow_extrapolation,
+                                                    data_path)
     latent = {name: np.asarray(data.latent[:n, j], dtype=float)
               for j, name in enumerate(data.latent_names)}
     grid = np.linspace(0.0, float(t_max), int(n_times))
     rng = np.random.default_rng(seed)
     records, per_parameter, fans = [], {}, {"network": [], "exact": [], "truth": []}
-    for row in tqdm(range(n), desc="exact check", disable=not progress):
+    for row, outside in tqdm(zip(rows, extrapolated), total=len(rows), desc="exact check",
+                             disable=not progress):
+        row = int(row)
         valid = np.isfinite(data.t[row]) & np.isfinite(data.pH[row])
         t, pH = np.asarray(data.t[row][valid], float), np.asarray(data.pH[row][valid], float)
         known = dict(zip(KNOWN_NAMES, np.asarray(data.known[row], dtype=float)))
@@ -98,7 +108,7 @@ def exact_check(model_or_path, data, n, *, prefix_length=None, n_samples=2000, s
         reliable = result["verdict"] != "unreliable"
         records.append({"row": row, "readings": int(t.size), "length_s": float(t[-1]),
                         "ess": result["ess"], "verdict": result["verdict"],
-                        "seconds": seconds})
+                        "seconds": seconds, "extrapolated": bool(outside)})
         decoded = _run(model, t, pH, known, allow_extrapolation=True, check_fit=False)[0]
         for name, d in decoded.items():
             transform, bounds = d["transform"], d.get("bounds")
@@ -141,7 +151,8 @@ def exact_check(model_or_path, data, n, *, prefix_length=None, n_samples=2000, s
 
     verdicts = [record["verdict"] for record in records]
     report = {
-        "n": n, "n_reliable": int(sum(v != "unreliable" for v in verdicts)),
+        "n": len(records), "domain": domain,
+        "n_reliable": int(sum(v != "unreliable" for v in verdicts)),
         "n_samples": int(n_samples),
         "verdicts": {label: verdicts.count(label) for label in
                      ("agrees", "sharper", "wider", "shifted", "unreliable")},
