@@ -200,6 +200,11 @@ class ModelConfig:
                                  minimum=2, optional=True)
     padding: str | None = setting(None, "Convolution padding", "causal or same",
                                   choices=("causal", "same"), optional=True)
+    global_dilations: list | None = setting(
+        None, "Whole-trace dilations", "dilations of a second TCN stack on the encoder's "
+        "output, averaged over the whole trace and given to the head beside the attention "
+        "pooling, so it can compare early and late parts of a trace, e.g. 4 16 (none: no "
+        "such stack)", kind="ints", minimum=1, optional=True)
 
     def __post_init__(self):
         check_fields(self)

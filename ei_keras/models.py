@@ -7,6 +7,7 @@
       → TraceBins: n_bins bins even in sqrt(t / t_last), mean pH change and counts
       → TCNEncoder (residual dilated Conv1D, "same" padding: bounded local features)
       → WeightedTemporalPooling over the occupied bins ─────────┐
+        (+ optional global_dilations stack, averaged: whole-trace features)
       known → Standardize ─┬─ concat → MLP ─────────────────────┴→ concat → MLP
       TraceFormat (length, readings, spacing) ┘
       → mean, log_var → GaussianPosterior  = output "posterior" (batch, 2 p)
@@ -164,8 +165,8 @@ def build_model(normalization=None, *, filters=(32, 48, 64), kernel_size=3, dila
                 pool_sizes=(1, 2, 2), input_pool=1, dropout=0.0, known_units=(32,),
                 head_units=(64,), pooling="weighted", attention_units=None, early_bias=1.0,
                 early_bias_decay=0.2, log_var_min=LOG_VAR_MIN, log_var_max=LOG_VAR_MAX,
-                encoding="readings", n_bins=64, padding="causal", name="ei_keras_posterior",
-                run_config=None):
+                encoding="readings", n_bins=64, padding="causal", global_dilations=(),
+                name="ei_keras_posterior", run_config=None):
     """Build the (uncompiled) network; the defaults are the ``"compact"`` architecture.
 
     Args:
@@ -190,6 +191,11 @@ def build_model(normalization=None, *, filters=(32, 48, 64), kernel_size=3, dila
             ``"bins"`` (readings averaged into ``n_bins`` time bins; any format).
         n_bins: bins of the ``"bins"`` encoding.
         padding: ``"causal"`` or ``"same"`` TCN convolutions.
+        global_dilations: dilations of a second TCN stack (``filters[-1]`` channels each)
+            on the encoder's output, averaged over all steps and concatenated to the
+            attention pooling's output: the head then sees features spanning the whole
+            trace (e.g. early against late slope, where k_d shows) while the attention
+            still weighs the encoder's local features. Empty: no such stack.
         name: model name.
         run_config: the dataset and training configs, stored in the output layer (see
             :class:`~ei_keras.layers.GaussianPosterior`).
@@ -231,6 +237,12 @@ def build_model(normalization=None, *, filters=(32, 48, 64), kernel_size=3, dila
     else:
         pool = AverageTemporalPooling(name="pooling")
     pooled, weights = pool(sequence, return_attention=True)
+    if global_dilations:
+        whole = TCNEncoder((filters[-1],) * len(global_dilations), kernel_size,
+                           tuple(global_dilations), (1,) * len(global_dilations), 1, dropout,
+                           padding=padding, name="global_encoder")(sequence)
+        whole = AverageTemporalPooling(name="global_pooling")(whole)
+        pooled = keras.layers.Concatenate(name="attention_and_global")([pooled, whole])
 
     context = Standardize(stats["known_mean"], stats["known_std"], known_names,
                           name="known_standardize")(known_in)

@@ -76,13 +76,20 @@ def test_trace_format_is_length_count_and_spacing():
 
 
 @pytest.mark.backend
-def test_binned_model_gives_the_same_answer_padded_and_roundtrips(tmp_path):
-    model = build_model(default_normalization(), **architecture_kwargs("binned", 100))
+@pytest.mark.parametrize("global_dilations", [(), (4, 16)])
+def test_binned_model_gives_the_same_answer_padded_and_roundtrips(tmp_path, global_dilations):
+    model = build_model(default_normalization(), **architecture_kwargs("binned", 100),
+                        global_dilations=global_dilations)
     rng = np.random.default_rng(1)
+    for name in ("mean", "log_var"):  # zero-initialised heads answer alike for any trace
+        kernel = model.get_layer(name).kernel
+        kernel.assign(rng.normal(0.0, 0.3, kernel.shape).astype("float32"))
     t = np.linspace(0, 45, 60, dtype=np.float32)[None]
     ph = (7 + 0.01 * t + rng.normal(0, 0.01, t.shape)).astype(np.float32)
     known = np.array([[30, 0.2, 0.5, 30, 7.0]], np.float32)
     single = model.predict_on_batch({"pH": ph, "t": t, "known": known})
+    other = model.predict_on_batch({"pH": ph + 0.05 * (t / 45) ** 2, "t": t, "known": known})
+    assert np.abs(other["posterior"] - single["posterior"]).max() > 1e-4
     pad = np.full((1, 30), np.nan, np.float32)
     padded = model.predict_on_batch({"pH": np.concatenate([ph, pad], 1),
                                      "t": np.concatenate([t, pad], 1), "known": known})
