@@ -27,7 +27,8 @@ from ei_keras.inference import load_model
 
 def subset(data, rows):
     return types.SimpleNamespace(t=data.t[rows], pH=data.pH[rows], known=data.known[rows],
-                                 latent=data.latent[rows], latent_names=data.latent_names)
+                                 known_names=data.known_names, latent=data.latent[rows],
+                                 latent_names=data.latent_names)
 
 
 def summarise(records, names):
