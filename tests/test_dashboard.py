@@ -288,6 +288,8 @@ def test_failed_and_killed_runs_show_the_job_s_own_state(workspace):
             "kind": "train", "dataset_name": "demo", "prefix_length": 30.0,
             "preset": "improved", "pid": 999999999, "started": time.time()}))
         (run_dir / "status.json").write_text(json.dumps(dict(status, kind="train")))
+        # A run that failed while training has its config.json (without, it was refused).
+        (run_dir / "config.json").write_text(json.dumps({"train": {"warmup_epochs": 0}}))
     at = app("train")
     assert_clean(at)
     assert at.dataframe[0].value["status"].tolist() == ["crashed", "crashed"]
