@@ -64,6 +64,9 @@ def test_attention_spreads_bin_weights_over_their_readings():
     weights[0, 0], weights[0, 3] = 0.25, 0.75  # bins of sqrt(t / 100): 0-6.25, ..., 56-100
     out = np_(BinnedReadingAttention(4)([weights, ph, t]))
     np.testing.assert_allclose(out, [[0.0625] * 4 + [0.75, 0.0]], rtol=1e-6)
+    weights[0, 1] = 1.0  # on an empty bin: not a reading's, so the rest is renormalised
+    out = np_(BinnedReadingAttention(4)([weights, ph, t]))
+    np.testing.assert_allclose(out, [[0.0625] * 4 + [0.75, 0.0]], rtol=1e-6)
 
 
 @pytest.mark.backend

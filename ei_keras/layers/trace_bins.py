@@ -180,8 +180,9 @@ class TraceFormat(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package="ei_keras")
 class BinnedReadingAttention(keras.layers.Layer):
     """Spread attention over bins back onto the readings: each reading gets its bin's
-    weight divided by the bin's reading count, so the result sums to 1 per trace and
-    padding gets exactly zero.
+    weight divided by the bin's reading count, renormalised over the bins that hold
+    readings (the pooling also weighs empty bins, whose features carry only where they
+    are), so the result sums to 1 per trace and padding gets exactly zero.
 
     Args:
         n_bins: the number of bins of the :class:`TraceBins` layer.
@@ -203,6 +204,8 @@ class BinnedReadingAttention(keras.layers.Layer):
         ph = ops.cast(squeeze_readings(ph), weights.dtype)
         valid, index, _ = reading_bins(ph, ops.cast(t, weights.dtype), self.n_bins)
         count = bin_sums(ops.cast(valid, weights.dtype), index, self.n_bins)
+        weights = ops.where(count > 0, weights, ops.zeros_like(weights))
+        weights = weights / ops.maximum(ops.sum(weights, axis=1, keepdims=True), 1e-30)
         share = weights / ops.maximum(count, 1.0)
         spread = ops.take_along_axis(share, index, axis=1)
         return ops.where(valid, spread, ops.zeros_like(spread))
