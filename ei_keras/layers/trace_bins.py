@@ -65,7 +65,10 @@ class TraceBins(keras.layers.Layer):
     bin's readings (``reference`` the known input ``reference_index``, the measured
     initial pH, so the probe offset cancels; or ``ph_center``), the mean reading time
     over ``time_scale`` and its square root, ``log1p(count) / log1p(1000)`` and 1 for an
-    occupied bin. Empty bins are all zeros and masked.
+    occupied bin. Empty bins are all zeros; :meth:`compute_mask` marks them, but the layer
+    does not declare ``supports_masking``, so Keras passes no mask on and the encoder and
+    pooling of the models trained so far see empty bins as zero features. Declaring it
+    would change those models' answers: it waits for a retraining that can switch it on.
 
     Args:
         n_bins: number of bins.
