@@ -5,7 +5,7 @@ architecture) and ``model.weights.h5``. Keras reads ``config.json`` whole into m
 parses it, so a 2 MB file holding a 2 GB (highly compressible) ``config.json`` costs
 gigabytes before safe mode gets to refuse anything. :func:`check_model_archive` reads
 only the zip directory and refuses entries larger than any real model needs: the
-shipped model has a 17 kB config and 1.1 MB of weights (saved without its optimizer); the
+shipped model has a 19 kB config and 0.8 MB of weights (saved without its optimizer); the
 full-size architecture about 6 MB of weights and optimizer state.
 
 Safe mode (``keras.saving.load_model(..., safe_mode=True)``) still guards what the
