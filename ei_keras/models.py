@@ -6,7 +6,7 @@
     pH (batch, steps), t (batch, steps), known (batch, 5)   (NaN marks padding)
       → TraceBins: n_bins bins even in sqrt(t / t_last), mean pH change and counts
       → TCNEncoder (residual dilated Conv1D, "same" padding: bounded local features)
-      → WeightedTemporalPooling over the occupied bins ─────────┐
+      → WeightedTemporalPooling over the bins ──────────────────┐
         (+ optional global_dilations stack, averaged: whole-trace features)
       known → Standardize ─┬─ concat → MLP ─────────────────────┴→ concat → MLP
       TraceFormat (length, readings, spacing) ┘

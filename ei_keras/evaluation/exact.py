@@ -68,9 +68,10 @@ def exact_check(model_or_path, data, n, *, prefix_length=None, n_samples=2000, s
     -------
     dict (JSON-able)
         ``n`` (traces checked), ``domain`` (the counts of
-        :func:`~ei_keras.evaluation.evaluate.extrapolation_rows`), ``n_reliable`` (traces whose exact answer is not ``unreliable``), ``verdicts``
-        (count per verdict), ``ess`` (median, min), ``seconds_per_trace``, and per parameter
-        over the reliable traces: ``std_ratio`` (network σ / exact σ in the network's space:
+        :func:`~ei_keras.evaluation.evaluate.extrapolation_rows`), ``n_reliable`` (traces
+        whose exact answer is not ``unreliable``), ``verdicts`` (count per verdict),
+        ``ess`` (median, min), ``seconds_per_trace``, and per parameter over the reliable
+        traces: ``std_ratio`` (network σ / exact σ in the network's space:
         median and 90th percentile), ``offset_sigma`` (|network median − exact median| /
         exact σ: median and 90th percentile), ``width_ratio90`` (90 % interval widths),
         ``coverage90`` of the truth by the ``network`` and the ``exact`` 90 % intervals,
