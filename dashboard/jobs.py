@@ -27,13 +27,13 @@ from ei_keras.fileio import write_json
 from ei_keras.jobs import CRASHED, FAILED, FINISHED, RUNNING, STATE_FILE, STOPPED, read_job
 from ei_keras.jsonutil import to_jsonable
 from ei_keras.run_directory import read_history
-from ei_keras.training import ANY_FORMAT, STOP_FILE, resolve_config
+from ei_keras.training import ANY_FORMAT, STOP_FILE, refused_start, resolve_config
 
 LAUNCH_FILE = "job.json"
 # How a job's end reads on the pages: a failure shows as crashed, with the job's message.
 SHOWN = {RUNNING: RUNNING, FINISHED: FINISHED, STOPPED: STOPPED, FAILED: CRASHED,
          CRASHED: CRASHED}
-# A training refused before its first epoch (a failed status.json and no config.json).
+# A training refused before its first epoch (ei_keras.training.refused_start).
 REFUSED = "refused"
 
 
@@ -236,7 +236,7 @@ def run_info(run_dir) -> dict:
             info["detail"] = "stopping at the end of the current batch…"
     elif job.written == "early_stopped":
         info["detail"] = f"early stopping after epoch {info['epoch']}"
-    elif job.state == FAILED and not (run_dir / "config.json").exists():
+    elif refused_start(run_dir):
         info["state"], info["message"] = REFUSED, job.message
     elif info["state"] == CRASHED:
         info["message"] = (f"training failed: {job.message}" if job.state == FAILED

@@ -175,7 +175,7 @@ _WRITER_FIELDS = ("state", "message", "pid", "host", "started", "updated", "batc
                   "current_epoch")
 
 
-def _refused_start(run_dir):
+def refused_start(run_dir):
     """Whether ``run_dir/status.json`` is all a refused start left (state failed, no
     config.json): no run, and a new one may start there."""
     job = read_job(run_dir)
@@ -189,7 +189,7 @@ def _holds_run(run_dir):
     if any((run_dir / name).exists() for name in (*RUN_FILES, rundir.CHECKPOINT)
            if name != rundir.STATUS):
         return True
-    return (run_dir / rundir.STATUS).exists() and not _refused_start(run_dir)
+    return (run_dir / rundir.STATUS).exists() and not refused_start(run_dir)
 
 
 def _write_refusal(run_dir, error, resume, fresh):
@@ -415,7 +415,7 @@ def train(data, prefix_length, preset=None, out_dir=None, *, resume=False, init_
         config = resolve_config(preset, **overrides)
         # A start refused before left status.json alone (record_refusal): no run.
         rundir.check_fresh(run_dir, [name for name in RUN_FILES if name != rundir.STATUS
-                                     or not _refused_start(run_dir)])
+                                     or not refused_start(run_dir)])
     (run_dir / STOP_FILE).unlink(missing_ok=True)
 
     distribution = keras.distribution.distribution()  # the devices _one_writer entered
