@@ -4,7 +4,7 @@ on fresh simulated traces of several formats (floors from the README's held-out 
 import numpy as np
 import pytest
 
-from ei_keras import EiKerasError, default_model_path, infer
+from ei_keras import EiKerasError, default_model_path, infer, refine
 from ei_keras.simulation.measurement import measure
 from ei_keras.simulation.priors import simulator_conditions
 
@@ -29,17 +29,27 @@ def model():
 
 @pytest.mark.parametrize("length, interval", [(10, 1.0), (30, 0.3), (60, 2.0), (300, 1.0),
                                               (600, 5.0)])
-def test_an_ordinary_trace_of_any_format_is_answered_and_covers_the_truth(
+def test_an_ordinary_trace_of_any_format_is_answered_in_line_with_the_exact_posterior(
         model, length, interval):
+    """The reference is the trace's exact posterior (importance sampling with the simulator),
+    not the truth: from 10 s the exact posterior itself may lie well off the true activity
+    (it trades off against the probe lag), and a 95 % interval misses a fixed truth on 1 in
+    20 noise draws. What a correct network owes is its exact posterior: that posterior's
+    median inside the network's 95 % interval, and a 90 % interval not sharper than 1/1.5
+    of the exact one, for every parameter."""
     t = np.arange(0, length + 1e-9, interval)
     result = infer(model, t, simulated_trace(t), KNOWN)
     assert result["domain"]["ok"], result["domain"]["flags"]
-    activity = result["activity"]
-    assert activity["lo95"][0] <= LATENT["activity"] <= activity["hi95"][0]
-    for name, (low, high) in {"k_d": (0, 5e-3), "tau_probe": (0, 30),
+    for name, (low, high) in {"activity": (0, np.inf), "k_d": (0, 5e-3), "tau_probe": (0, 30),
                               "pH_offset": (-0.1, 0.1)}.items():
         assert low <= result[name]["lo95"][0] <= result[name]["hi95"][0] <= high
     np.testing.assert_allclose(result["attention"].sum(), 1.0, atol=1e-5)
+    exact = refine(model, t, simulated_trace(t), KNOWN, n_samples=8000)
+    assert exact["verdict"] != "unreliable", exact["reason"]
+    for name, comparison in exact["comparison"].items():
+        network = exact["network"][name]
+        assert network["lo95"] <= exact[name]["median"] <= network["hi95"], (name, exact[name])
+        assert comparison["verdict"] != "sharper", (name, comparison)
 
 
 def test_longer_traces_narrow_the_activity_interval(model):
