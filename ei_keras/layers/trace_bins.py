@@ -58,17 +58,15 @@ def bin_sums(values, index, n_bins):
 
 @keras.saving.register_keras_serializable(package="ei_keras")
 class TraceBins(keras.layers.Layer):
-    """``[pH, t, known]`` → per-bin channels ``(batch, n_bins, 5)`` with a mask of
-    occupied bins.
+    """``[pH, t, known]`` → per-bin channels ``(batch, n_bins, 5)``.
 
     Channels (:data:`BIN_CHANNELS`): the mean of ``(pH - reference) / ph_scale`` over the
     bin's readings (``reference`` the known input ``reference_index``, the measured
     initial pH, so the probe offset cancels; or ``ph_center``), the mean reading time
     over ``time_scale`` and its square root, ``log1p(count) / log1p(1000)`` and 1 for an
-    occupied bin. Empty bins are all zeros; :meth:`compute_mask` marks them, but the layer
-    does not declare ``supports_masking``, so Keras passes no mask on and the encoder and
-    pooling of the models trained so far see empty bins as zero features. Declaring it
-    would change those models' answers: it waits for a retraining that can switch it on.
+    occupied bin. Empty bins are all zeros, told apart by the "occupied" channel only: the
+    layer gives no Keras mask, so the encoder and pooling see every bin (the models trained
+    so far learnt so; a mask of empty bins would change their answers).
 
     Args:
         n_bins: number of bins.
@@ -83,7 +81,7 @@ class TraceBins(keras.layers.Layer):
         ``(batch, steps)``, known ``(batch, n_known)``; NaN pH or t marks padding.
 
     Output shape:
-        ``(batch, n_bins, 5)`` with mask ``(batch, n_bins)``.
+        ``(batch, n_bins, 5)``, no mask.
     """
 
     def __init__(self, n_bins=64, ph_scale=1.0, time_scale=1.0, reference_index=None,
@@ -95,16 +93,12 @@ class TraceBins(keras.layers.Layer):
         self.reference_index = check_reference_index(reference_index)
         self.ph_center = float(ph_center)
 
-    def _counts(self, ph, t):
+    def call(self, inputs):
+        ph, t, known = inputs
         ph = ops.cast(squeeze_readings(ph), self.compute_dtype)
         t = ops.cast(t, self.compute_dtype)
         valid, index, _ = reading_bins(ph, t, self.n_bins)
         count = bin_sums(ops.cast(valid, self.compute_dtype), index, self.n_bins)
-        return ph, t, valid, index, count
-
-    def call(self, inputs):
-        ph, t, known = inputs
-        ph, t, valid, index, count = self._counts(ph, t)
         reference = reading_reference(known, self.reference_index, self.ph_center,
                                       self.compute_dtype)
         delta = ops.where(valid, (ph - reference) / self.ph_scale, ops.zeros_like(ph))
@@ -115,13 +109,6 @@ class TraceBins(keras.layers.Layer):
         occupied = ops.cast(count > 0, self.compute_dtype)
         return ops.stack([mean_delta, mean_time, ops.sqrt(ops.maximum(mean_time, 0.0)),
                           ops.log1p(count) / math.log1p(1000.0), occupied], axis=-1)
-
-    def compute_mask(self, inputs, mask=None):
-        ph, t, _ = inputs
-        if isinstance(t, keras.KerasTensor):
-            # Symbolic: a (batch, n_bins) mask built from the inputs, so the graph links it.
-            return ops.equal(ops.zeros_like(t[:, :1]) + ops.zeros((1, self.n_bins)), 0.0)
-        return self._counts(ph, t)[-1] > 0
 
     def compute_output_shape(self, input_shape):
         return (input_shape[1][0], self.n_bins, len(BIN_CHANNELS))
