@@ -1,7 +1,7 @@
 """The Live page in a real browser: a real ``streamlit run`` server driven by Debian's chromium.
 
-Replays a simulated run (300 s at one reading a second) at 100× until the page says the
-answer has settled, pauses and restarts it, and saves a screenshot of each step in
+Replays a simulated run (300 s at one reading a second) at 100× to its end, reads the
+page's settle note, pauses and restarts it, and saves a screenshot of each step in
 ``test-artifacts/``. The server set-up is shared with ``test_browser.py`` (``browser_app``).
 """
 
@@ -64,11 +64,16 @@ def test_live_replay_settles_in_chromium(server):
             page.locator(".stPlotlyChart .js-plotly-plot").nth(1).wait_for()
             screenshot(page, "live-02-running.png")
 
-            # 300 s at 100×: about 3 s of wall time; settles at about 150 s of the run.
-            page.locator(".st-key-live_settled").get_by_text("Settled at t =").wait_for()
+            # 300 s at 100×: about 3 s of wall time. Whether the answer holds still at the
+            # end depends on the model and on how readings were batched into updates; the
+            # page must say which, and claim a settled answer only while it is settled.
             page.locator(".st-key-live_status").get_by_text("Finished").wait_for()
             _idle(page)
             assert _readings(page) == 301
+            note = page.locator(".st-key-live_settled").inner_text()
+            assert re.search(r"^(Settled at t = \d+ s|Not settled yet)", note, re.M), note
+            settled_now = "Settled at t =" in note and "not settled now" not in note
+            assert ("waiting longer no longer changes the answer" in note) == settled_now, note
             assert page.get_by_text("Traceback").count() == 0
             assert page.locator(".stPlotlyChart .js-plotly-plot").count() == 2
             screenshot(page, "live-03-settled.png")

@@ -221,7 +221,7 @@ def show_run():
     else:
         with st.container(key="live_settled"):
             note = result["settle"]["note"]
-            if result["settled_at"] is not None:
+            if result["settled"]:
                 st.success(f"**{note[0].upper() + note[1:]}**: waiting longer no longer "
                            f"changes the answer.", icon=":material/flag:")
             else:
