@@ -40,7 +40,7 @@ def _readings(page):
     return int(re.search(r"(\d+) readings", text).group(1))
 
 
-def test_live_replay_settles_in_chromium(server):
+def test_live_replay_runs_to_its_end_pauses_and_resumes_in_chromium(server):
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

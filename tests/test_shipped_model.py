@@ -39,13 +39,14 @@ def test_an_ordinary_trace_of_any_format_is_answered_in_line_with_the_exact_post
     median inside the network's 95 % interval, and a 90 % interval not sharper than 1/1.5
     of the exact one, for every parameter."""
     t = np.arange(0, length + 1e-9, interval)
-    result = infer(model, t, simulated_trace(t), KNOWN)
+    pH = simulated_trace(t)
+    result = infer(model, t, pH, KNOWN)
     assert result["domain"]["ok"], result["domain"]["flags"]
     for name, (low, high) in {"activity": (0, np.inf), "k_d": (0, 5e-3), "tau_probe": (0, 30),
                               "pH_offset": (-0.1, 0.1)}.items():
         assert low <= result[name]["lo95"][0] <= result[name]["hi95"][0] <= high
     np.testing.assert_allclose(result["attention"].sum(), 1.0, atol=1e-5)
-    exact = refine(model, t, simulated_trace(t), KNOWN, n_samples=8000)
+    exact = refine(model, t, pH, KNOWN, n_samples=8000)
     assert exact["verdict"] != "unreliable", exact["reason"]
     for name, comparison in exact["comparison"].items():
         network = exact["network"][name]
