@@ -795,7 +795,10 @@ def test_live_replay_grows_the_funnel_and_pause_stops_it(live_workspace):
 
 def test_live_replay_runs_to_its_settled_point(live_workspace):
     at = app("live")
-    at.slider(key="live_speed").set_value(100).run()
+    # 20×: a tick (0.2 s of sleep plus the page's run, up to ~1 s on a busy machine) feeds
+    # 4–20 s of the run, several updates per 60 s settle window; at 100× a slow tick fed
+    # 100 s at once and the rule could not see the answer hold still.
+    at.slider(key="live_speed").set_value(20).run()
     at.button(key="live_start").click().run()
     deadline = time.monotonic() + 90
     while not live_state(at)["done"]:
