@@ -98,7 +98,20 @@ read_history = rundir.read_history
 
 
 def _load_data(data, prefix_length, stream):
-    """The data in memory, or with ``stream`` a :class:`RowSource` over the file."""
+    """The data in memory, or with ``stream`` a :class:`RowSource` over the file; several
+    paths are loaded as one (:func:`ei_keras.data.combine_datasets`)."""
+    if isinstance(data, (list, tuple)):
+        paths = [os.fspath(path) for path in data]
+        if len(paths) == 1:
+            return _load_data(paths[0], prefix_length, stream)
+        if stream:
+            raise EiKerasError("stream=True reads one dataset file; give one path, or load "
+                               "several datasets into memory (stream=False)")
+        from ei_keras.data import combine_datasets, load_any_format, load_prefix
+
+        load = load_any_format if prefix_length == ANY_FORMAT else \
+            lambda path: load_prefix(path, prefix_length)
+        return combine_datasets(paths, load), paths
     if isinstance(data, (str, os.PathLike)):
         from ei_keras.data import load_any_format, load_prefix
 
@@ -364,7 +377,8 @@ def train(data, prefix_length, preset=None, out_dir=None, *, resume=False, init_
     """Train on one prefix length; write the run directory described in this module.
 
     Args:
-        data: path of an HDF5 dataset from ``ei-keras generate``, or an object with the
+        data: path of an HDF5 dataset from ``ei-keras generate`` (a list of paths trains
+            on their rows as one, see :func:`ei_keras.data.combine_datasets`), or an object with the
             attributes of ``ei_keras.data.PrefixData`` (``t``, ``pH``, ``known``,
             ``known_names``, ``targets``, ``target_names``, ``config``).
         prefix_length: prefix length in seconds (a group of the file), or ``"any"`` for

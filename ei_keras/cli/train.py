@@ -27,8 +27,10 @@ def add_parser(subparsers):
         "the --config file, which overrides the preset. Create RUN_DIR/stop to end "
         "training cleanly; --resume continues a run from its last epoch.",
     )
-    parser.add_argument("--data", metavar="FILE.h5", required=True,
-                        help="dataset from ei-keras generate")
+    parser.add_argument("--data", metavar="FILE.h5", required=True, nargs="+",
+                        help="dataset from ei-keras generate; several (same prior and "
+                        "measurement model) are trained on as one, e.g. extra long traces "
+                        "beside an any-format dataset")
     parser.add_argument("--prefix-length", type=_prefix_length, required=True,
                         metavar="SECONDS|any",
                         help="prefix length to train on, e.g. 30, or 'any' for the any-format "

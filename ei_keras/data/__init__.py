@@ -4,6 +4,7 @@ from ei_keras.data.generate import FORMAT_VERSION, generate_dataset, prefix_grou
 from ei_keras.data.load import (
     PrefixData,
     TrajectoryData,
+    combine_datasets,
     describe_dataset,
     load_any_format,
     load_prefix,
@@ -14,6 +15,7 @@ __all__ = [
     "FORMAT_VERSION",
     "PrefixData",
     "TrajectoryData",
+    "combine_datasets",
     "describe_dataset",
     "generate_dataset",
     "load_any_format",

@@ -210,6 +210,77 @@ def load_any_format(path):
         )
 
 
+# Generation settings that must agree for datasets to be trained on as one: the prior, the
+# measurement model and the inferred parameters (the seed, size and formats may differ).
+SHARED_GENERATION = ("param_ranges", "measurement_model", "infer_params")
+
+
+def combine_datasets(paths, load):
+    """Several datasets as one ``PrefixData``: their rows one after the other.
+
+    Parameters
+    ----------
+    paths : sequence of str or os.PathLike
+        Datasets from ``ei-keras generate`` with the same prior, measurement model and
+        inferred parameters (seeds, sizes and formats may differ, e.g. a dataset of long
+        traces added to an any-format one: the posterior given a trace does not change
+        with how often its format is drawn).
+    load : callable
+        ``path -> PrefixData``, e.g. :func:`load_any_format`.
+
+    Returns
+    -------
+    PrefixData
+        Readings NaN-padded to the widest part; ``config`` holds the shared settings and
+        ``combined_from``, each part's path and full generation config.
+
+    Raises
+    ------
+    EiKerasError
+        If a part cannot be read, or the parts differ in known inputs, targets or a
+        shared setting (named), or fixed prefixes differ in length or readings.
+    """
+    parts = [load(path) for path in paths]
+    first, first_path = parts[0], paths[0]
+    for part, path in zip(parts[1:], paths[1:]):
+        for what, ours, theirs in (("known inputs", part.known_names, first.known_names),
+                                   ("inferred parameters", part.target_names,
+                                    first.target_names),
+                                   *((name.replace("_", " "), (part.config or {}).get(name),
+                                      (first.config or {}).get(name))
+                                     for name in SHARED_GENERATION)):
+            if ours != theirs:
+                raise EiKerasError(
+                    f"datasets {first_path} and {path} cannot be trained on as one: their "
+                    f"{what} differ ({theirs} vs {ours}); generate them with the same prior "
+                    "and measurement model")
+        if first.lengths is None and (part.lengths is not None or not np.isclose(
+                part.prefix_length, first.prefix_length) or part.t.shape[1] != first.t.shape[1]):
+            raise EiKerasError(
+                f"datasets {first_path} and {path} cannot be trained on as one: their "
+                "prefixes differ in length or readings")
+    width = max(part.t.shape[1] for part in parts)
+
+    def padded(array):
+        return np.pad(array, ((0, 0), (0, width - array.shape[1])), constant_values=np.nan)
+
+    def joined(name, pad=False):
+        if getattr(first, name) is None:
+            return None
+        return np.concatenate([padded(getattr(p, name)) if pad else getattr(p, name)
+                               for p in parts])
+
+    config = {name: first.config[name] for name in SHARED_GENERATION if name in first.config}
+    config["combined_from"] = [{"path": os.fspath(path), "config": part.config}
+                               for path, part in zip(paths, parts)]
+    return dataclasses.replace(
+        first, t=joined("t", pad=True), pH=joined("pH", pad=True), known=joined("known"),
+        targets=joined("targets"), latent=joined("latent"), config=config,
+        prefix_length=max(part.prefix_length for part in parts), lengths=joined("lengths"),
+        sample_prefix_lengths=joined("sample_prefix_lengths"),
+        sample_reading_intervals=joined("sample_reading_intervals"))
+
+
 def _describe_any_format(group):
     """One summary line of the any-format group: ranges of L, dt and readings."""
     lengths, intervals = group["prefix_length"][...], group["reading_interval"][...]
