@@ -6,8 +6,10 @@ squares on the same traces, in the same run.
 For traces of 3 to 1200 readings (simulated with the package's measurement model), times
 ``infer`` on one trace at a time after a warm-up call with the model already loaded:
 the network alone (``check_fit=False``) and with the domain guard's misfit check (one
-simulator call); and ``fit_least_squares`` of all four parameters. Prints medians and the
-ratio least squares / ``infer``.
+simulator call); and ``fit_least_squares`` of all four parameters. Prints medians, the
+ratio least squares / ``infer``, and the network's forward pass alone both ways: Keras's
+``predict_on_batch`` (the baseline) and ``ei_keras.models.predict_batch`` (each layer's
+``call`` run directly, what ``infer`` uses), with their ratio.
 """
 
 import argparse
@@ -17,6 +19,7 @@ import numpy as np
 
 import ei_keras
 from ei_keras.inference import fit_least_squares, infer, load_model
+from ei_keras.models import model_info, predict_batch
 from ei_keras.simulation.measurement import measure
 from ei_keras.simulation.priors import simulator_conditions
 
@@ -51,16 +54,23 @@ def main():
     model = load_model(args.model or ei_keras.default_model_path())
     fit = ("activity", "k_d", "tau_probe", "pH_offset")
     print(f"{'readings':>8} {'span':>7} {'network':>10} {'+ guard':>10} {'least sq.':>10} "
-          f"{'ratio':>7}")
+          f"{'ratio':>7} {'predict_on_batch':>17} {'predict_batch':>14} {'ratio':>6}")
     for n, interval in FORMATS:
         t, pH = trace(n, interval, seed=n)
+        batch = {"pH": pH[None].astype("float32"), "t": t[None].astype("float32"),
+                 "known": np.array([[KNOWN[name] for name in model_info(model)["known_names"]]],
+                                   dtype="float32")}
+        keras_call = median_seconds(lambda: model.predict_on_batch(batch), args.repeats)
+        direct = median_seconds(lambda: predict_batch(model, batch), args.repeats)
         network = median_seconds(lambda: infer(model, t, pH, KNOWN, check_fit=False),
                                  args.repeats)
         guarded = median_seconds(lambda: infer(model, t, pH, KNOWN), args.repeats)
         classical = median_seconds(lambda: fit_least_squares(t, pH, KNOWN, fit=fit),
                                    max(3, args.repeats // 5))
         print(f"{n:>8} {t[-1]:>6g}s {network * 1e3:>8.1f}ms {guarded * 1e3:>8.1f}ms "
-              f"{classical * 1e3:>8.0f}ms {classical / guarded:>6.0f}x")
+              f"{classical * 1e3:>8.0f}ms {classical / guarded:>6.0f}x "
+              f"{keras_call * 1e3:>15.1f}ms {direct * 1e3:>12.1f}ms "
+              f"{keras_call / direct:>5.2f}x")
 
 
 if __name__ == "__main__":

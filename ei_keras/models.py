@@ -23,6 +23,8 @@ its own: :func:`decode_predictions` reads them back with the model's target code
 (:mod:`ei_keras.targets`).
 """
 
+import functools
+import inspect
 import math
 import os
 from pathlib import Path
@@ -43,6 +45,7 @@ from ei_keras.layers import (
     WeightedTemporalPooling,
 )
 from ei_keras.config import ARCHITECTURES
+from ei_keras.settings import ConfigError
 from ei_keras.targets import LOG_VAR_MAX, LOG_VAR_MIN, forward_transform
 from ei_keras.simulation import KNOWN_NAMES
 from ei_keras.simulation.priors import DEFAULT_PARAM_RANGES
@@ -211,6 +214,13 @@ def build_model(normalization=None, *, filters=(32, 48, 64), kernel_size=3, dila
         raise ValueError(f"pooling must be 'weighted' or 'average'; got {pooling!r}")
     if encoding not in ("readings", "bins"):
         raise ValueError(f"encoding must be 'readings' or 'bins'; got {encoding!r}")
+    if encoding == "bins":  # the attention maps each encoder step back to one bin's readings
+        for label, value in (("Downsampling per block", tuple(pool_sizes)),
+                             ("Readings per encoder step", (input_pool,))):
+            if any(size != 1 for size in value):
+                raise ConfigError(
+                    f"{label}: got {' '.join(map(str, value))}; the bins encoding needs 1 "
+                    f"(one encoder step per time bin)")
     stats = default_normalization() if normalization is None else normalization
     known_names, target_names = stats["known_names"], stats["target_names"]
 
@@ -303,6 +313,56 @@ def save_model(model, path):
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+# Largest batch :func:`predict_batch` runs layer by layer (autograd stays on under torch,
+# so a big batch would keep every activation alive); larger ones go to predict_on_batch.
+DIRECT_BATCH = 16
+
+
+def predict_batch(model, inputs):
+    """``model.predict_on_batch(inputs)`` for a few traces, sooner on the torch backend.
+
+    On torch ``predict_on_batch`` runs the model eagerly, and ``Layer.__call__`` (input
+    conversion, mask and autocast handling, name scopes) costs about 0.15 ms per layer, a
+    quarter of the time of one trace through the binned model's 17 layers, which need none
+    of it once built (float32, no masks). There, for a functional model and at most
+    :data:`DIRECT_BATCH` rows, this runs each layer's ``call`` through the model's graph
+    (Keras's own ``_run_through_graph``, ``training=False`` where a layer takes it): the
+    same outputs to the bit (a test checks it), 10 → 7.5 ms for one trace
+    (``benchmarks/bench_inference.py``). On jax and tensorflow ``predict_on_batch`` runs a
+    compiled function (0.7 and 2.8 ms for one trace here; eager calls would take 20–40 ms)
+    and is used as it is, as it is for other models and larger batches.
+
+    Args:
+        model: a built Keras model.
+        inputs: the dict of numpy arrays ``predict_on_batch`` would take.
+
+    Returns:
+        dict of numpy arrays, one per output.
+    """
+    rows = len(next(iter(inputs.values())))
+    run = getattr(model, "_run_through_graph", None)
+    if (keras.backend.backend() != "torch" or rows > DIRECT_BATCH or run is None
+            or not isinstance(getattr(model, "output", None), dict)):
+        return dict(model.predict_on_batch(inputs))
+    outputs = run({name: keras.ops.convert_to_tensor(value) for name, value in inputs.items()},
+                  operation_fn=_direct_call)
+    return {name: keras.ops.convert_to_numpy(value) for name, value in outputs.items()}
+
+
+def _direct_call(operation):
+    """The bare ``call`` of a built layer (``training=False`` bound where it takes one)."""
+    if not isinstance(operation, keras.layers.Layer) or not operation.built:
+        return operation
+    if _takes_training(type(operation)):
+        return functools.partial(operation.call, training=False)
+    return operation.call
+
+
+@functools.lru_cache(maxsize=None)
+def _takes_training(layer_class):
+    return "training" in inspect.signature(layer_class.call).parameters
 
 
 def posterior_layer(model):

@@ -21,6 +21,7 @@ from ei_keras.models import (
     fit_normalization,
     input_pool_for,
     model_info,
+    predict_batch,
     save_model,
     target_codec,
 )
@@ -82,6 +83,24 @@ def test_nan_padded_batch_predicts_like_each_trace_alone(pooling):
                                    rtol=1e-5)
 
 
+@pytest.mark.backend
+@pytest.mark.parametrize("encoding", ["readings", "bins"])
+def test_predict_batch_answers_as_predict_on_batch(encoding, monkeypatch):
+    pools = {"pool_sizes": (1, 1)} if encoding == "bins" else {"input_pool": 2}
+    model, data = tiny_model(encoding=encoding, **pools)
+    expected = model.predict_on_batch(inputs(data, slice(0, 3)))
+    with monkeypatch.context() as patched:  # torch: a few rows skip predict_on_batch
+        if keras.backend.backend() == "torch":
+            patched.setattr(model, "predict_on_batch", lambda x: pytest.fail("not direct"))
+        direct = predict_batch(model, inputs(data, slice(0, 3)))
+    assert set(direct) == {"posterior", "attention"}
+    for name in direct:
+        assert isinstance(direct[name], np.ndarray)
+        np.testing.assert_allclose(direct[name], expected[name], rtol=1e-6, atol=1e-7)
+    many = predict_batch(model, inputs(data))  # a large batch: predict_on_batch, no autograd
+    np.testing.assert_allclose(many["posterior"][:3], expected["posterior"], atol=1e-5)
+
+
 def test_normalisation_statistics_and_decoding():
     data = make_prefixes()
     stats = fit_normalization(data.t, data.pH, data.known, data.targets)
@@ -118,6 +137,12 @@ def test_architecture_presets_and_validation():
         build_model(pooling="max")
     with pytest.raises(ValueError, match="architecture"):
         architecture_kwargs("huge", 100)
+    # Binned: the attention maps each encoder step back to one bin; a downsampled encoder
+    # built a model that failed at its first call.
+    with pytest.raises(ValueError, match="Downsampling per block: got 1 2 2; the bins"):
+        build_model(**{**architecture_kwargs("binned", 100), "pool_sizes": (1, 2, 2)})
+    with pytest.raises(ValueError, match="Readings per encoder step: got 4"):
+        build_model(**{**architecture_kwargs("binned", 100), "input_pool": 4})
 
 
 # --- .keras files: fresh process, other backend ------------------------------------------

@@ -42,7 +42,7 @@ from ei_keras.inference.posterior import (
 )
 from ei_keras.inference.settle import SettleRule
 from ei_keras.inference.trace_csv import PH_HEADERS, TIME_HEADERS, _column
-from ei_keras.models import decode_predictions, model_info
+from ei_keras.models import decode_predictions, model_info, predict_batch
 from ei_keras.simulation import KNOWN_NAMES
 from ei_keras.targets import draw_latents, summarize
 
@@ -237,9 +237,9 @@ class LiveInference:
         m = t.shape[1]
         width = _padded_width(m)
         pad = [(0, 0), (0, width - m)]
-        outputs = dict(self.model.predict_on_batch({
+        outputs = predict_batch(self.model, {
             "pH": np.pad(pH, pad, constant_values=np.nan),
-            "t": np.pad(t, pad, constant_values=np.nan), "known": known_rows}))
+            "t": np.pad(t, pad, constant_values=np.nan), "known": known_rows})
         outputs["attention"] = np.asarray(outputs["attention"], dtype=float)[:, :m]
         decoded = decode_predictions(self.model, outputs)
         summaries = summarize(decoded)

@@ -22,7 +22,7 @@ from ei_keras.inference.domain import (
     trained_noise,
 )
 from ei_keras.inference.least_squares import predict_readings, validate_known, validate_trace
-from ei_keras.models import decode_predictions, model_info
+from ei_keras.models import decode_predictions, model_info, predict_batch
 from ei_keras.simulation import KNOWN_NAMES
 from ei_keras.targets import draw_latents, latents_at, summarize
 
@@ -134,8 +134,7 @@ def _run(model_or_path, t, pH, known, *, allow_extrapolation=False, check_fit=Tr
                 f"for longer prefixes")
     t, pH, reports = check_traces(info["domain"], t, pH, known_values,
                                   allow_extrapolation=allow_extrapolation)
-    # predict_on_batch: no autograd bookkeeping and none of predict()'s per-call set-up.
-    outputs = dict(model.predict_on_batch({"pH": pH, "t": t, "known": known_values}))
+    outputs = predict_batch(model, {"pH": pH, "t": t, "known": known_values})
     decoded = decode_predictions(model, outputs)
     summaries = summarize(decoded)
     prior_edge_flags(info["domain"], summaries,
