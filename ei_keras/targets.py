@@ -158,6 +158,9 @@ class TargetCodec:
         bounds: per target ``(low, high)`` for ``logit`` targets, None for the others.
         log_var_min: lower clamp of the predicted log-variance.
         log_var_max: upper clamp of the predicted log-variance.
+        std_scale: per-target factor on the decoded standard deviation, fitted after
+            training on held-out traces (:mod:`ei_keras.evaluation.calibration`); 1 for
+            an uncalibrated model. Training never sees it.
     """
 
     target_names: tuple
@@ -167,11 +170,13 @@ class TargetCodec:
     bounds: tuple
     log_var_min: float = LOG_VAR_MIN
     log_var_max: float = LOG_VAR_MAX
+    std_scale: tuple = None
 
     @classmethod
     def create(cls, target_names, transforms=None, loc=None, scale=None, bounds=None,
-               log_var_min=LOG_VAR_MIN, log_var_max=LOG_VAR_MAX):
-        """A validated codec; ``None`` gives identity transforms, loc 0, scale 1."""
+               log_var_min=LOG_VAR_MIN, log_var_max=LOG_VAR_MAX, std_scale=None):
+        """A validated codec; ``None`` gives identity transforms, loc 0, scale 1 and
+        std_scale 1."""
         names = tuple(str(n) for n in target_names)
         p = len(names)
         if not p or len(set(names)) != p:
@@ -179,6 +184,10 @@ class TargetCodec:
         transforms = ("identity",) * p if transforms is None else tuple(transforms)
         loc = (0.0,) * p if loc is None else tuple(float(v) for v in np.ravel(loc))
         scale = (1.0,) * p if scale is None else tuple(float(v) for v in np.ravel(scale))
+        std_scale = (1.0,) * p if std_scale is None else tuple(
+            float(v) for v in np.ravel(std_scale))
+        if len(std_scale) != p or not all(0 < v < np.inf for v in std_scale):
+            raise ValueError(f"std_scale needs {p} finite entries > 0; got {std_scale!r}")
         if len(transforms) != p or any(t not in TRANSFORMS for t in transforms):
             raise ValueError(f"transforms needs {p} entries from {TRANSFORMS}; got {transforms!r}")
         if len(loc) != p or len(scale) != p or not all(s > 0 for s in scale):
@@ -191,7 +200,7 @@ class TargetCodec:
             raise ValueError(f"bounds needs {p} entries (None or [low, high]); got {bounds!r}")
         bounds = tuple(_check_bounds(tr, b) for tr, b in zip(transforms, bounds))
         return cls(names, transforms, loc, scale, bounds, float(log_var_min),
-                   float(log_var_max))
+                   float(log_var_max), std_scale)
 
     def encode(self, targets):
         """Physical targets ``(n, p)`` → standardised transformed values (float32)."""
@@ -209,7 +218,8 @@ class TargetCodec:
 
         ``loc``/``scale``: mean and standard deviation of the Gaussian in transformed units
         (log10 for activity, logit over the prior range for bounded ones), the log-variance
-        clamped; ``median``, ``mean``, ``std``: the same distribution in physical units;
+        clamped and the standard deviation times ``std_scale``; ``median``, ``mean``,
+        ``std``: the same distribution in physical units;
         ``transform`` and ``bounds``: how to map back (see :func:`inverse_transform`).
         """
         y_pred = np.asarray(y_pred, dtype=np.float64)
@@ -220,7 +230,7 @@ class TargetCodec:
         decoded = {}
         for j, (name, transform) in enumerate(zip(self.target_names, self.transforms)):
             loc = y_pred[:, j] * self.scale[j] + self.loc[j]
-            scale = np.exp(0.5 * log_var[:, j]) * self.scale[j]
+            scale = np.exp(0.5 * log_var[:, j]) * (self.scale[j] * self.std_scale[j])
             bounds = None if self.bounds[j] is None else list(self.bounds[j])
             mean, std = physical_moments(loc, scale, transform, bounds)
             decoded[name] = {"loc": loc, "scale": scale, "transform": transform,
@@ -233,4 +243,5 @@ class TargetCodec:
         return {"target_names": list(self.target_names), "transforms": list(self.transforms),
                 "loc": list(self.loc), "scale": list(self.scale),
                 "bounds": [None if b is None else list(b) for b in self.bounds],
-                "log_var_min": self.log_var_min, "log_var_max": self.log_var_max}
+                "log_var_min": self.log_var_min, "log_var_max": self.log_var_max,
+                "std_scale": list(self.std_scale)}

@@ -11,8 +11,8 @@ import sys
 
 from ei_keras.errors import EiKerasError
 
-SUBCOMMANDS = ["generate", "demo", "infer", "evaluate", "compare", "train", "watch",
-               "status"]
+SUBCOMMANDS = ["generate", "demo", "infer", "evaluate", "calibrate", "compare", "train",
+               "watch", "status"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,6 +24,8 @@ class GaussianPosterior(keras.layers.Layer):
         scale: per-target positive scale in transformed units (default 1).
         log_var_min: lower clamp of the predicted log-variance (as in the loss).
         log_var_max: upper clamp of the predicted log-variance (as in the loss).
+        std_scale: per-target factor on the decoded standard deviation from a calibration
+            after training (``ei-keras calibrate``); None: 1 for every target.
         bounds: per target ``[low, high]`` for ``logit`` targets, None for the others.
         domain: what the model was trained on (JSON-able dict: prior ranges, noise,
             trace formats), read back by the domain guard of ``ei_keras.infer``.
@@ -41,10 +43,10 @@ class GaussianPosterior(keras.layers.Layer):
 
     def __init__(self, target_names, transforms=None, loc=None, scale=None,
                  log_var_min=LOG_VAR_MIN, log_var_max=LOG_VAR_MAX, bounds=None, domain=None,
-                 run_config=None, **kwargs):
+                 run_config=None, std_scale=None, **kwargs):
         super().__init__(**kwargs)
         self.codec = TargetCodec.create(target_names, transforms, loc, scale, bounds,
-                                        log_var_min, log_var_max)
+                                        log_var_min, log_var_max, std_scale)
         self.domain = None if domain is None else dict(domain)
         self.run_config = None if run_config is None else dict(run_config)
 
