@@ -17,7 +17,8 @@ import time
 
 import numpy as np
 
-import ei_keras
+import ei_keras  # noqa: I001 — first: it picks the default backend (torch)
+import keras
 from ei_keras.inference import fit_least_squares, infer, load_model
 from ei_keras.models import model_info, predict_batch
 from ei_keras.simulation.measurement import measure
@@ -53,6 +54,8 @@ def main():
     args = parser.parse_args()
     model = load_model(args.model or ei_keras.default_model_path())
     fit = ("activity", "k_d", "tau_probe", "pH_offset")
+    print(f"backend {keras.backend.backend()} (predict_batch is predict_on_batch except on "
+          f"torch)")
     print(f"{'readings':>8} {'span':>7} {'network':>10} {'+ guard':>10} {'least sq.':>10} "
           f"{'ratio':>7} {'predict_on_batch':>17} {'predict_batch':>14} {'ratio':>6}")
     for n, interval in FORMATS:
