@@ -44,7 +44,7 @@ def test_combined_rows_are_each_datasets_rows_padded_to_the_widest(parts):
         np.testing.assert_array_equal(getattr(both, name),
                                       np.concatenate([getattr(short, name), getattr(long, name)]))
     assert both.prefix_length == long.prefix_length
-    assert [part["config"]["seed"] for part in both.config["combined_from"]] == [1, 2]
+    assert [part["seed"] for part in both.config["combined_from"]] == [1, 2]
     assert both.config["param_ranges"] == short.config["param_ranges"]
     assert "seed" not in both.config and "any_format" not in both.config
 
@@ -67,6 +67,12 @@ def test_the_cli_trains_on_both_and_records_both(parts, tmp_path):
     assert config["data"]["n_train"] + config["data"]["n_val"] == 100
     domain = config["normalization"]["domain"]
     assert domain["prefix_length_s"][0] < 20 and domain["prefix_length_s"][1] > 100
+    resumed = subprocess.run(  # the same parts by other paths: the same data
+        [sys.executable, "-m", "ei_keras.cli", "train", "--data", *(p.name for p in parts),
+         "--prefix-length", "any", "--resume", "--epochs", "2", "--quiet", "--out", str(run)],
+        capture_output=True, text=True, cwd=parts[0].parent)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert len((run / "history.jsonl").read_text().splitlines()) == 2
     streamed = subprocess.run(
         [sys.executable, "-m", "ei_keras.cli", "train", "--data", *map(str, parts),
          "--prefix-length", "any", "--stream", "--out", str(tmp_path / "streamed")],

@@ -232,7 +232,8 @@ def combine_datasets(paths, load):
     -------
     PrefixData
         Readings NaN-padded to the widest part; ``config`` holds the shared settings and
-        ``combined_from``, each part's path and full generation config.
+        ``combined_from``, each part's full generation config (seeds included, so a
+        resumed run checks it has the same parts, wherever the files are).
 
     Raises
     ------
@@ -271,8 +272,7 @@ def combine_datasets(paths, load):
                                for p in parts])
 
     config = {name: first.config[name] for name in SHARED_GENERATION if name in first.config}
-    config["combined_from"] = [{"path": os.fspath(path), "config": part.config}
-                               for path, part in zip(paths, parts)]
+    config["combined_from"] = [part.config for part in parts]  # (paths: the caller's record)
     return dataclasses.replace(
         first, t=joined("t", pad=True), pH=joined("pH", pad=True), known=joined("known"),
         targets=joined("targets"), latent=joined("latent"), config=config,
