@@ -154,3 +154,16 @@ def test_held_out_accuracy_and_calibration_meet_the_readme_floors(model, held_ou
         covered = (result[name]["lo90"] <= held_out.latent[:, j]) & \
             (held_out.latent[:, j] <= result[name]["hi90"])
         assert 0.82 <= covered.mean() <= 0.97, (name, covered.mean())
+
+
+def test_the_shipped_model_was_calibrated_on_traces_it_was_neither_trained_nor_scored_on(
+        model):
+    from ei_keras.models import model_info, target_codec
+    run_config = model_info(model)["run_config"]
+    calibration = run_config["calibration"]
+    trained_on = {part["seed"] for part in run_config["dataset"]["combined_from"]}
+    scored_on = {2, 3}  # the README's format grids (seeds 2 and 3) and test30 (seed 2)
+    assert calibration["n"] >= 500 and calibration["data_seed"] not in trained_on | scored_on
+    factors = target_codec(model).std_scale
+    assert list(factors) == pytest.approx(list(calibration["std_scale"].values()))
+    assert all(0.8 < factor < 1.25 for factor in factors)  # a correction, not a rescue
