@@ -378,8 +378,8 @@ def train(data, prefix_length, preset=None, out_dir=None, *, resume=False, init_
 
     Args:
         data: path of an HDF5 dataset from ``ei-keras generate`` (a list of paths trains
-            on their rows as one, see :func:`ei_keras.data.combine_datasets`), or an object with the
-            attributes of ``ei_keras.data.PrefixData`` (``t``, ``pH``, ``known``,
+            on their rows as one, see :func:`ei_keras.data.combine_datasets`), or an object
+            with the attributes of ``ei_keras.data.PrefixData`` (``t``, ``pH``, ``known``,
             ``known_names``, ``targets``, ``target_names``, ``config``).
         prefix_length: prefix length in seconds (a group of the file), or ``"any"`` for
             the file's any-format traces (every sample its own length and reading rate;

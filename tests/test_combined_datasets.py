@@ -51,7 +51,7 @@ def test_combined_rows_are_each_datasets_rows_padded_to_the_widest(parts):
 
 def test_datasets_of_another_measurement_model_are_refused(parts, tmp_path):
     noisier = any_format(tmp_path / "noisier.h5", 3, 20, [2.0, 20.0], noise_std=0.05)
-    with pytest.raises(EiKerasError, match="measurement model differ"):
+    with pytest.raises(EiKerasError, match="measurement models differ"):
         combine_datasets([parts[0], noisier], load_any_format)
 
 

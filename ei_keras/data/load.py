@@ -210,9 +210,10 @@ def load_any_format(path):
         )
 
 
-# Generation settings that must agree for datasets to be trained on as one: the prior, the
-# measurement model and the inferred parameters (the seed, size and formats may differ).
-SHARED_GENERATION = ("param_ranges", "measurement_model", "infer_params")
+# Generation settings that must agree for datasets to be trained on as one (the seed, size
+# and formats may differ), with how an error names them.
+SHARED_GENERATION = {"param_ranges": "prior ranges", "measurement_model": "measurement models",
+                     "infer_params": "parameters to infer"}
 
 
 def combine_datasets(paths, load):
@@ -247,9 +248,9 @@ def combine_datasets(paths, load):
         for what, ours, theirs in (("known inputs", part.known_names, first.known_names),
                                    ("inferred parameters", part.target_names,
                                     first.target_names),
-                                   *((name.replace("_", " "), (part.config or {}).get(name),
+                                   *((label, (part.config or {}).get(name),
                                       (first.config or {}).get(name))
-                                     for name in SHARED_GENERATION)):
+                                     for name, label in SHARED_GENERATION.items())):
             if ours != theirs:
                 raise EiKerasError(
                     f"datasets {first_path} and {path} cannot be trained on as one: their "
