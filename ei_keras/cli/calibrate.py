@@ -3,11 +3,11 @@
 
 def add_parser(subparsers):
     parser = subparsers.add_parser(
-        "calibrate", help="scale a model's intervals so 90 % of them hold the truth",
+        "calibrate", help="scale a model's intervals so 90 %% of them hold the truth",
         description="Measure on held-out traces (a dataset with a seed of its own, not the "
-        "training or test set) how often the model's 90 %% intervals hold the truth, and "
+        "training or test set) how often the model's 90 % intervals hold the truth, and "
         "write a copy of the model whose standard deviations are scaled, one factor per "
-        "parameter, so that they hold it 90 %% of the time. Medians do not change.")
+        "parameter, so that they hold it 90 % of the time. Medians do not change.")
     parser.add_argument("--model", required=True, help="the trained .keras model")
     parser.add_argument("--data", required=True, metavar="CALIBRATION.h5",
                         help="held-out dataset from ei-keras generate (at least 500 traces)")
