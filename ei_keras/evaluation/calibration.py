@@ -97,13 +97,12 @@ def calibrate(model_path, data_path, out_path, *, level=LEVEL):
               "level": level, "parameters": {}}
     layer = posterior_layer(model)
     scales = []
-    for name, values in z.items():
+    for (name, values), current in zip(z.items(), layer.codec.std_scale):
         factor = fit_std_scale(values, level)
         scales.append(factor)
-        report["parameters"][name] = {
-            "std_scale": factor,
-            "before": coverage_report(values, layer.codec.std_scale[len(scales) - 1]),
-            "after": coverage_report(values, factor)}
+        report["parameters"][name] = {"std_scale": factor,
+                                      "before": coverage_report(values, current),
+                                      "after": coverage_report(values, factor)}
     layer.codec = dataclasses.replace(layer.codec, std_scale=tuple(scales))
     layer.run_config = {**(layer.run_config or {}), "calibration": {
         **{key: report[key] for key in ("data", "data_seed", "n", "level")},
