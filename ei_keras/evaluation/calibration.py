@@ -1,8 +1,8 @@
 """Calibration after training: one factor per parameter on the posterior's width.
 
 A network trained with the regularised NLL can come out a little over- or under-confident
-on the whole (the shipped model's activity intervals covered 88 % of held-out truths at
-90 %, in every trace format alike). :func:`calibrate` measures on held-out traces that
+on the whole (an earlier shipped model's activity intervals covered 88 % of held-out
+truths at 90 %, in most trace formats alike). :func:`calibrate` measures on held-out traces that
 neither training nor the test sets saw how far each truth lies from the posterior median,
 in posterior standard deviations of the trained space (log10, logit), and sets each
 parameter's factor so that its central 90 % interval covers 90 % of them:
@@ -111,4 +111,3 @@ def calibrate(model_path, data_path, out_path, *, level=LEVEL):
     save_model(model, out_path)
     report["out"] = os.fspath(out_path)
     return report
-

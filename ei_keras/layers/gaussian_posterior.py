@@ -24,14 +24,14 @@ class GaussianPosterior(keras.layers.Layer):
         scale: per-target positive scale in transformed units (default 1).
         log_var_min: lower clamp of the predicted log-variance (as in the loss).
         log_var_max: upper clamp of the predicted log-variance (as in the loss).
-        std_scale: per-target factor on the decoded standard deviation from a calibration
-            after training (``ei-keras calibrate``); None: 1 for every target.
         bounds: per target ``[low, high]`` for ``logit`` targets, None for the others.
         domain: what the model was trained on (JSON-able dict: prior ranges, noise,
             trace formats), read back by the domain guard of ``ei_keras.infer``.
         run_config: the configs it was trained with (JSON-able dict: ``dataset``, the
             dataset config; ``train``, the training config), for the record; None for a
             model not made by ``ei_keras.train``.
+        std_scale: per-target factor on the decoded standard deviation from a calibration
+            after training (``ei-keras calibrate``); None: 1 for every target.
         **kwargs: base ``Layer`` arguments.
 
     Input shape:
