@@ -5,6 +5,7 @@ import pytest
 
 from ei_keras import EiKerasError, get_adaptive_prefix_n_points, simulate
 from ei_keras.simulation.measurement import (
+    SCAN_CASES,
     add_offset_and_noise,
     measure,
     prefix_times,
@@ -67,6 +68,22 @@ def test_probe_lag_batch_matches_one_by_one():
     for row, (conditions, tau) in enumerate(CASES):
         _, single = probe_response(conditions, TIMES, tau_probe=tau)
         np.testing.assert_allclose(lagged[row], single[0], atol=1e-12)
+
+
+def test_the_lag_scan_for_few_cases_equals_the_node_by_node_recurrence():
+    """Up to SCAN_CASES cases the lag runs as a prefix scan; more run node by node. The same
+    cases in a batch past the limit (node by node) and in one under it (scan) agree."""
+    many = SCAN_CASES + 1
+    pick = np.arange(many) % len(CASES)
+    batch = {key: np.array([CASES[i][0][key] for i in pick]) for key in CASES[0][0]}
+    taus = np.array([CASES[i][1] for i in pick]) * np.linspace(0.5, 2.0, many)
+    taus[3] = 0.0  # no lag, in both paths
+    t = np.linspace(0.0, 600.0, 301)
+    _, node_by_node = probe_response(batch, t, tau_probe=taus)
+    few = {key: values[:9] for key, values in batch.items()}
+    _, scanned = probe_response(few, t, tau_probe=taus[:9])
+    np.testing.assert_allclose(scanned, node_by_node[:9], atol=1e-12, rtol=0)
+    np.testing.assert_array_equal(scanned[3], simulate(few, t)[3])
 
 
 def test_cases_without_lag_read_the_true_pH_in_a_mixed_batch():

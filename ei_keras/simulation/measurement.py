@@ -130,6 +130,12 @@ def _step_coefficients(step, rate):
     return np.subtract(1.0, decayed, out=decayed), mean_decay
 
 
+# Up to this many cases the probe lag runs as a parallel prefix scan (a few whole-array
+# steps, 4-15x faster for one inference's candidates); beyond it, node by node (fewer
+# operations per value, faster for the thousands of cases of data generation).
+SCAN_CASES = 128
+
+
 def _lag_along_grid(grid, pH, rate):
     """Exact first-order response at the ``grid`` nodes, (G, n), to ``pH`` (G, n) linear
     between nodes, starting at pH[0]. ``rate`` is 1/tau per case (inf: no lag).
@@ -142,12 +148,29 @@ def _lag_along_grid(grid, pH, rate):
     drive *= mean_decay
     np.subtract(pH[1:], drive, out=drive)
     drive -= np.multiply(decay, pH[:-1], out=mean_decay)
+    if pH.shape[1] <= SCAN_CASES:
+        return _affine_scan(decay, drive, pH[0])
     response = np.empty_like(pH)
     response[0] = pH[0]
     for k in range(1, len(grid)):
         np.multiply(decay[k - 1], response[k - 1], out=response[k])
         response[k] += drive[k - 1]
     return response
+
+
+def _affine_scan(decay, drive, start):
+    """y[0] = start, y[k] = decay[k-1] y[k-1] + drive[k-1], by a Hillis–Steele scan: after
+    the step of span d each row holds the composition of the (up to) 2d maps ending there;
+    the decays stay in [0, 1], so nothing overflows. Equal to the sequential recurrence to
+    rounding (~1e-14 pH)."""
+    factor = np.vstack([np.zeros_like(start)[None], decay])
+    value = np.vstack([start[None], drive])
+    span = 1
+    while span < len(value):
+        value[span:] += factor[span:] * value[:-span]
+        factor[span:] *= factor[:-span]
+        span *= 2
+    return value
 
 
 def probe_response(conditions, t, *, tau_probe, options=None):

@@ -446,14 +446,18 @@ def _hold_unreachable_end(increments, pH_nodes, extent_nodes, dpH_dtau, rate_nod
         rate_nodes[row, first + 1:] = 0.0
 
 
-def _end_point_pH(speciation: Speciation, substrate0, iterations=44):
-    """pH once all urea is hydrolysed (N = 2 S0, C = C0 + S0), by bisection on [0, 14]."""
+def _end_point_pH(speciation: Speciation, substrate0, rounds=11, points=16):
+    """pH once all urea is hydrolysed (N = 2 S0, C = C0 + S0): bisection on [0, 14], 44
+    halvings taken four at a time. Each round evaluates the charge balance (decreasing in
+    pH) at the 15 inner points splitting the bracket into 16 and keeps the part where it
+    changes sign. The points are exact binary fractions of 14, the midpoints plain
+    bisection would visit, so the result is that of 44 bisection steps in 11 calls."""
     low = np.zeros_like(substrate0)
-    high = np.full_like(substrate0, 14.0)
-    for _ in range(iterations):
-        mid = 0.5 * (low + high)
+    width = 14.0
+    inner = np.arange(1, points, dtype=float)
+    for _ in range(rounds):
+        width /= points
         above = speciation.charge_balance(
-            mid, 2.0 * substrate0, speciation.carbon0 + substrate0) < 0
-        high = np.where(above, mid, high)
-        low = np.where(above, low, mid)
-    return 0.5 * (low + high)
+            low + width * inner, 2.0 * substrate0, speciation.carbon0 + substrate0) < 0
+        low = low + width * np.sum(~above, axis=1, keepdims=True)
+    return low + 0.5 * width
