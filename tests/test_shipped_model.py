@@ -167,3 +167,34 @@ def test_the_shipped_model_was_calibrated_on_traces_it_was_neither_trained_nor_s
     factors = target_codec(model).std_scale
     assert list(factors) == pytest.approx(list(calibration["std_scale"].values()))
     assert all(0.8 < factor < 1.25 for factor in factors)  # a correction, not a rescue
+
+
+def test_the_misfit_check_simulates_draws_only_when_the_local_fit_misses(model):
+    """An ordinary trace is cleared by the median, the ±1 σ steps and their linear fit (10
+    rows); a falling one also gets 16 posterior draws, and the best of all 26 still misses.
+    The reference simulates every candidate in one call, as the check did before it was
+    staged, and must give the same best miss where the draws ran."""
+    from ei_keras.inference.domain import MISFIT_RATIO, candidate_offsets, linear_fit
+    from ei_keras.inference.least_squares import predict_readings
+    from ei_keras.inference.posterior import misfit_candidates
+    from ei_keras.models import decode_predictions, model_info, predict_batch
+    from ei_keras.targets import latents_at
+
+    t = np.arange(0, 120.0, 1.0)
+    known = np.array([[KNOWN[name] for name in model_info(model)["known_names"]]], np.float32)
+    for pH, rows in ((simulated_trace(t), 10), (7.02 - 0.004 * t, 26)):
+        t32, pH32 = t[None].astype(np.float32), pH[None].astype(np.float32)
+        decoded = decode_predictions(model, predict_batch(
+            model, {"pH": pH32, "t": t32, "known": known}))
+        (found,) = misfit_candidates(decoded, t32, pH32, known, 0.01)
+        best = np.sqrt(np.mean((found - pH32[0]) ** 2, axis=1)).min()
+        assert found.shape == (rows, t.size) and (best > MISFIT_RATIO * 0.01) == (rows == 26)
+        if rows == 26:
+            draws = np.random.default_rng([0, 0]).standard_normal((16, len(decoded)))
+            offsets = np.vstack([candidate_offsets(len(decoded)), draws])
+            every = predict_readings(t32[0].astype(float), dict(zip(KNOWN, known[0].astype(float))),
+                                     latents_at(decoded, 0, offsets))
+            every = np.vstack([every, linear_fit(every, pH32[0].astype(float), len(decoded),
+                                                 0.01)])
+            reference = np.sqrt(np.mean((every - pH32[0]) ** 2, axis=1)).min()
+            assert best == pytest.approx(reference, rel=1e-9)

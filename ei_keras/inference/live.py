@@ -9,7 +9,7 @@ stopped moving? :class:`CsvTail` reads a CSV that a logger is still appending to
 
 Cost per update (see README, "Live runs"): the network and a small forecast — 100 posterior
 draws through the simulator on 401 times — about 20–30 ms on one CPU core, whatever the
-number of readings; the domain guard's misfit check (65 simulations at every reading time)
+number of readings; the domain guard's misfit check (9 simulations at every reading time)
 runs every ``check_fit_every_s`` seconds of the run instead of at every update, and its
 verdict is carried between checks. The trace is NaN-padded to a few widths so that jax
 compiles the network once per width, not at every new length. The forecast uses the same
