@@ -44,6 +44,7 @@ from ei_keras.layers import (
     TraceFormat,
     WeightedTemporalPooling,
 )
+from ei_keras.layers.sublayers import direct_calls
 from ei_keras.config import ARCHITECTURES
 from ei_keras.settings import ConfigError
 from ei_keras.targets import LOG_VAR_MAX, LOG_VAR_MIN, forward_transform
@@ -324,12 +325,14 @@ def predict_batch(model, inputs):
     """``model.predict_on_batch(inputs)`` for a few traces, sooner on the torch backend.
 
     On torch ``predict_on_batch`` runs the model eagerly, and ``Layer.__call__`` (input
-    conversion, mask and autocast handling, name scopes) costs about 0.15 ms per layer, a
-    quarter of the time of one trace through the binned model's 17 layers, which need none
-    of it once built (float32, no masks). There, for a functional model and at most
+    conversion, mask and autocast handling, name scopes) costs about 0.1–0.15 ms per call,
+    nearly half the time of one trace through the binned model's 17 layers and the ~20
+    sublayers inside them (TCN blocks and their convolutions), which need none of it once
+    built (float32, no masks). There, for a functional model and at most
     :data:`DIRECT_BATCH` rows, this runs each layer's ``call`` through the model's graph
-    (Keras's own ``_run_through_graph``, ``training=False`` where a layer takes it): the
-    same outputs to the bit (a test checks it), 10 → 7.5 ms for one trace
+    (Keras's own ``_run_through_graph``, ``training=False`` where a layer takes it) and,
+    inside :func:`~ei_keras.layers.sublayers.direct_calls`, each sublayer's ``call`` too:
+    the same outputs to the bit (a test checks it), 10 → 5–5.5 ms for one trace
     (``benchmarks/bench_inference.py``). On jax and tensorflow ``predict_on_batch`` runs a
     compiled function (0.7 and 2.8 ms for one trace here; eager calls would take 20–40 ms)
     and is used as it is, as it is for other models and larger batches.
@@ -346,8 +349,9 @@ def predict_batch(model, inputs):
     if (keras.backend.backend() != "torch" or rows > DIRECT_BATCH or run is None
             or not isinstance(getattr(model, "output", None), dict)):
         return dict(model.predict_on_batch(inputs))
-    outputs = run({name: keras.ops.convert_to_tensor(value) for name, value in inputs.items()},
-                  operation_fn=_direct_call)
+    with direct_calls():
+        outputs = run({name: keras.ops.convert_to_tensor(value)
+                       for name, value in inputs.items()}, operation_fn=_direct_call)
     return {name: keras.ops.convert_to_numpy(value) for name, value in outputs.items()}
 
 

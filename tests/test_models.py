@@ -90,8 +90,10 @@ def test_predict_batch_answers_as_predict_on_batch(encoding, monkeypatch):
     model, data = tiny_model(encoding=encoding, **pools)
     expected = model.predict_on_batch(inputs(data, slice(0, 3)))
     with monkeypatch.context() as patched:  # torch: a few rows skip predict_on_batch
-        if keras.backend.backend() == "torch":
+        if keras.backend.backend() == "torch":  # and every Layer.__call__, sublayers too
             patched.setattr(model, "predict_on_batch", lambda x: pytest.fail("not direct"))
+            patched.setattr(keras.layers.Layer, "__call__",
+                            lambda self, *a, **k: pytest.fail(f"{self.name} not direct"))
         direct = predict_batch(model, inputs(data, slice(0, 3)))
     assert set(direct) == {"posterior", "attention"}
     for name in direct:

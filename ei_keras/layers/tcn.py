@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from ei_keras.layers.masking import detach_mask, downsample_mask, masked_average_downsample
+from ei_keras.layers.sublayers import call_sublayer
 
 
 def _positive_int(name, value):
@@ -102,9 +103,9 @@ class TCNBlock(keras.layers.Layer):
     def call(self, inputs, mask=None, training=None):
         x, _ = masked_average_downsample(detach_mask(inputs), mask, self.pool_size,
                                          channels_first=self.data_format == "channels_first")
-        h = self._dropout(self.dropout1, ops.relu(self.conv1(x)), training)
-        h = self._dropout(self.dropout2, ops.relu(self.conv2(h)), training)
-        skip = x if self.residual is None else self.residual(x)
+        h = self._dropout(self.dropout1, ops.relu(call_sublayer(self.conv1, x)), training)
+        h = self._dropout(self.dropout2, ops.relu(call_sublayer(self.conv2, h)), training)
+        skip = x if self.residual is None else call_sublayer(self.residual, x)
         return ops.relu(h + skip)
 
     def _dropout(self, layer, h, training):
@@ -214,7 +215,8 @@ class TCNEncoder(keras.layers.Layer):
         if self._channels_first:
             x = ops.transpose(x, (0, 2, 1))
         for block in self.blocks:
-            x, mask = block(x, mask=mask, training=training), block.compute_mask(x, mask)
+            x, mask = (call_sublayer(block, x, mask=mask, training=training),
+                       block.compute_mask(x, mask))
         return ops.transpose(x, (0, 2, 1)) if self._channels_first else x
 
     def compute_mask(self, inputs, mask=None):

@@ -5,6 +5,7 @@ from keras import ops
 
 from ei_keras.layers.base_temporal_pooling import BaseTemporalPooling
 from ei_keras.layers.masking import detach_mask, large_negative, normalised_positions
+from ei_keras.layers.sublayers import call_sublayer
 
 
 @keras.saving.register_keras_serializable(package="ei_keras")
@@ -76,7 +77,8 @@ class WeightedTemporalPooling(BaseTemporalPooling):
             name="early_bias_strength")
 
     def call(self, inputs, mask=None, return_attention=False):
-        logits = self.score_out(self.score_hidden(detach_mask(inputs)))[..., 0]
+        hidden = call_sublayer(self.score_hidden, detach_mask(inputs))
+        logits = call_sublayer(self.score_out, hidden)[..., 0]
         position = normalised_positions(ops.shape(inputs)[1], mask, logits.dtype)
         logits = logits + self.early_bias_strength * ops.exp(-position / self.early_bias_decay)
         if mask is not None:
