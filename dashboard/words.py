@@ -29,5 +29,6 @@ def in_dashboard_words(text: str) -> str:
 
 
 def domain_in_words(domain: dict) -> dict:
-    """A domain report (``ei_keras.infer``) with its flags in the dashboard's words."""
-    return dict(domain, flags=[in_dashboard_words(flag) for flag in domain["flags"]])
+    """A domain report (``ei_keras.infer``) with its flags and notes in the dashboard's words."""
+    return dict(domain, flags=[in_dashboard_words(flag) for flag in domain["flags"]],
+                notes=[in_dashboard_words(note) for note in domain.get("notes", [])])

@@ -513,6 +513,22 @@ def test_a_csv_longer_than_the_trained_maximum_is_cut_by_the_package(workspace,
     assert "analyse_attention_chart" in chart_keys(at)
 
 
+def test_a_csv_denser_than_trained_is_thinned_by_the_package_with_a_note(workspace,
+                                                                         any_format_run):
+    install_trained(workspace, any_format_run)  # trained on at most 400 readings
+    at = app("analyse")
+    at.segmented_control(key="analyse_source").set_value("Upload a CSV").run()
+    t = np.arange(0.0, 300.05, 0.25)  # 1201 readings
+    rows = "\n".join(f"{a:g},{7 + 1.5 * (1 - np.exp(-a / 400)):.4f}" for a in t)
+    at.file_uploader(key="analyse_csv").upload("dense.csv", f"time,pH\n{rows}\n".encode(),
+                                                "text/csv")
+    at.run()
+    assert_clean(at)
+    assert not at.error, messages(at.error)
+    assert "Used one reading in 3 (401 of 1201)" in messages(at.info)
+    assert "analyse_attention_chart" in chart_keys(at)
+
+
 def test_any_format_dataset_traces(workspace, any_format_run):
     install_trained(workspace, any_format_run)
     at = app("analyse")

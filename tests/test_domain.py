@@ -12,6 +12,7 @@ from ei_keras.inference.domain import (
     linear_fit,
     misfit_flags,
     prior_edge_flags,
+    thin_dense,
     training_domain,
 )
 
@@ -57,6 +58,34 @@ def test_a_long_trace_is_cut_at_the_trained_maximum_and_flagged():
     assert np.all(np.isnan(t_used[0, t > 606])) and np.all(np.isnan(pH_used[0, t > 606]))
     assert np.isfinite(t_used[0, t <= 600]).all()
     assert "only its first 600 s" in report["flags"][0] and "293 later readings" in report["flags"][0]
+
+
+def test_a_trace_with_more_readings_than_trained_is_thinned_with_a_note_not_a_flag():
+    t = np.arange(0, 600.05, 0.1)  # 6001 readings; trained on at most 1201
+    pH = 7.0 + 0.001 * t
+    t_used, pH_used, (report,) = check(t, pH)
+    kept = np.isfinite(t_used[0])
+    np.testing.assert_array_equal(np.flatnonzero(kept), np.arange(0, 6001, 4))  # <= 1.25 × 1201
+    assert np.array_equal(np.isfinite(pH_used[0]), kept) and pH_used[0, 4] == np.float32(pH[4])
+    assert report["flags"] == [] and report["readings"] == 1501
+    assert report["reading_interval_s"] == pytest.approx(0.4, rel=1e-4)
+    assert report["notes"] == [
+        "used one reading in 4 (1501 of 6001): the model was trained on at most 1201 readings "
+        "a trace and reads more as less noisy than they are; the intervals are a little wider "
+        "than all readings would allow"]
+    _, _, (within,) = check(t[:1501], pH[:1501])
+    assert within["notes"] == [] and within["readings"] == 1501
+    _, _, (beyond,) = check(t[:1502], pH[:1502])
+    assert beyond["notes"] and beyond["readings"] == 751
+    # A whole dataset (as ei-keras evaluate scores it) is thinned the same way.
+    rows_t = np.full((2, 6001), np.nan)
+    rows_t[0], rows_t[1, :1000] = t, t[:1000]
+    rows_pH = 7.0 + 0.001 * rows_t
+    thinned_t, thinned_pH, every = thin_dense(DOMAIN, rows_t, rows_pH)
+    np.testing.assert_array_equal(every, [4, 1])
+    np.testing.assert_array_equal(np.isfinite(thinned_t[0]), kept)
+    np.testing.assert_array_equal(thinned_t[1], rows_t[1])
+    assert np.array_equal(np.isfinite(thinned_pH), np.isfinite(thinned_t))
 
 
 def test_formats_outside_training_are_flagged_in_words_a_user_can_act_on():

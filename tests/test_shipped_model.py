@@ -103,6 +103,22 @@ def test_traces_unlike_the_chemistry_are_flagged(model, make, words):
     assert not domain["ok"] and any(words in flag for flag in domain["flags"])
 
 
+def test_a_trace_denser_than_trained_is_answered_from_one_reading_in_k(model):
+    """600 s at one reading every 0.1 s (6001 readings; the model saw at most 1201): the
+    answer is that of every fifth reading, with a note, zero attention on the others."""
+    t = np.round(np.arange(0, 6001) * 0.1, 6)
+    pH = simulated_trace(t)
+    result = infer(model, t, pH, KNOWN)
+    reference = infer(model, t[::5], pH[::5], KNOWN)
+    assert result["domain"]["ok"] and "one reading in 5" in result["domain"]["notes"][0]
+    for name in ("activity", "k_d", "tau_probe", "pH_offset"):
+        for key in ("median", "lo90", "hi90"):
+            assert result[name][key][0] == pytest.approx(reference[name][key][0], rel=1e-5)
+    np.testing.assert_allclose(result["attention"][0, ::5], reference["attention"][0],
+                               rtol=1e-5, atol=1e-9)
+    assert np.all(np.delete(result["attention"][0], np.arange(0, 6001, 5)) == 0.0)
+
+
 def test_minutes_read_as_seconds_are_flagged(model):
     seconds = np.linspace(0, 50.0, 100)
     minutes = seconds / 60.0  # a trace in minutes, taken as seconds

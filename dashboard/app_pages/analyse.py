@@ -181,6 +181,8 @@ with st.container(key="analyse_domain"):
                    + "\n".join(f"- {flag}" for flag in domain["flags"])
                    + (f"\n\nChecked: {', '.join(domain['checked'])}." if domain["checked"]
                       else ""), icon=":material/warning:")
+    for note in domain["notes"]:
+        st.info(note[0].upper() + note[1:], icon=":material/info:")
 
 st.header("What the network sees and infers")
 left, right = st.columns(2)

@@ -235,6 +235,8 @@ def show_run():
                 st.warning("**Read these before trusting the answer:**\n"
                            + "\n".join(f"- {flag}" for flag in domain["flags"]),
                            icon=":material/warning:")
+            for note in domain["notes"]:
+                st.info(note[0].upper() + note[1:], icon=":material/info:")
         reach = result["forecast"]["time_to_threshold"]
         t_max = settings["t_max"]
         with st.container(key="live_answer"):

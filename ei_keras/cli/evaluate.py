@@ -50,19 +50,24 @@ def run(args):
         print(f"left out {domain['n_left_out']} traces with known inputs outside the ranges "
               f"the model was trained on (e.g. {domain['example']}); --allow-extrapolation "
               f"scores them, flagged")
+    if domain.get("n_thinned"):
+        print(f"{domain['n_thinned']} traces with more readings than the model was trained on "
+              f"were scored as infer answers them: one reading in k")
     if domain["n_extrapolated"]:
         print(f"{domain['n_extrapolated']} of {metrics['n_test']} answers are extrapolations "
               f"(known inputs outside the trained ranges, e.g. {domain['example']}); "
               f"'model_within_ranges' in metrics.json scores the others alone")
     for name, entry in metrics["parameters"].items():
         model, lsq = entry["model_subset"], entry["least_squares_subset"]
+        baseline = (f" | same {metrics['n_baseline']} traces: model MAE {model['mae']:.4g} vs "
+                    f"least squares {lsq['mae']:.4g}" if metrics["n_baseline"] else "")
         print(f"{name:<10} model: MAE {entry['model']['mae']:.4g} R² {entry['model']['r2']:.3f} "
-              f"cov90 {entry['model']['coverage90']:.2f} | same {metrics['n_baseline']} traces: "
-              f"model MAE {model['mae']:.4g} vs least squares {lsq['mae']:.4g}")
+              f"cov90 {entry['model']['coverage90']:.2f}{baseline}")
     forecast = metrics["forecast"]["model"]
+    baseline = (f", least squares {metrics['seconds_per_trace']['least_squares'] * 1e3:.0f} ms"
+                if metrics["n_baseline"] else "")
     print(f"forecast RMSE {forecast['rmse']:.4f} pH; per trace: model "
-          f"{metrics['seconds_per_trace']['model'] * 1e3:.1f} ms, least squares "
-          f"{metrics['seconds_per_trace']['least_squares'] * 1e3:.0f} ms")
+          f"{metrics['seconds_per_trace']['model'] * 1e3:.1f} ms{baseline}")
     for cell in metrics.get("by_format", []):
         coverage = " ".join(f"{name} {scores['coverage90']:.2f}"
                             for name, scores in cell["parameters"].items())

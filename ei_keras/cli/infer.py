@@ -92,7 +92,7 @@ def run(args):
     fan = forecast(model, t, pH, known, t_max=args.t_max, threshold=args.threshold,
                    allow_extrapolation=args.allow_extrapolation)[0]
     domain = posterior["domain"]
-    for note in notes:
+    for note in notes + domain["notes"]:
         print(f"note: {note}")
     print(f"{len(t)} readings over {t[-1]:g} s")
     print(f"{'parameter':<22}{'median':>12}{'mean':>12}{'std':>12}{'90% interval':>28}")

@@ -19,7 +19,7 @@ from ei_keras.errors import EiKerasError
 from ei_keras.fileio import write_json, write_text
 from ei_keras.evaluation.by_format import cell_metrics, format_cells, forecast_rows_per_cell
 from ei_keras.evaluation.metrics import calibration_curve, point_metrics, posterior_metrics
-from ei_keras.inference.domain import known_outside
+from ei_keras.inference.domain import known_outside, thin_dense
 from ei_keras.inference.information import attention_agreement, reading_information
 from ei_keras.inference.least_squares import fit_least_squares, predict_readings
 from ei_keras.inference.posterior import (
@@ -118,6 +118,19 @@ def extrapolation_rows(model, data, n, allow_extrapolation, data_path):
     return rows, outside[rows], report
 
 
+def thinned_as_infer(model, data):
+    """``data`` with each trace holding more readings than the model was trained on
+    thinned to one reading in k, as :func:`ei_keras.infer` answers it (see
+    :func:`~ei_keras.inference.domain.thin_dense`), and how many traces that touched."""
+    t, pH, every = thin_dense(model_info(model)["domain"], data.t, data.pH)
+    thinned = int(np.sum(every > 1))
+    if not thinned:
+        return data, 0
+    lengths = None if data.lengths is None else np.sum(
+        np.isfinite(t) & np.isfinite(pH), axis=1).astype(data.lengths.dtype)
+    return dataclasses.replace(data, t=t, pH=pH, lengths=lengths), thinned
+
+
 def _rows_of(data, rows):
     """``data`` (a PrefixData) with only ``rows`` of its per-trace arrays."""
     n = len(data.pH)
@@ -150,7 +163,9 @@ def evaluate(model_path, data_path, out_dir, *, n_forecast=100, n_baseline=50, n
         the model was trained on (which :func:`ei_keras.infer` refuses without it); by
         default they are left out. Either way ``metrics["domain"]`` counts them (see
         :func:`extrapolation_rows`); when scored, ``model_within_ranges`` beside each
-        parameter's ``model`` scores the others alone.
+        parameter's ``model`` scores the others alone. Traces with more readings than the
+        model was trained on are scored thinned, as ``infer`` answers them
+        (``metrics["domain"]["n_thinned"]``).
 
     Returns
     -------
@@ -164,6 +179,7 @@ def evaluate(model_path, data_path, out_dir, *, n_forecast=100, n_baseline=50, n
         model, data, len(data.pH), allow_extrapolation, data_path)
     if len(rows) < len(data.pH):
         data = _rows_of(data, rows)
+    data, domain_report["n_thinned"] = thinned_as_infer(model, data)
     latent = {name: data.latent[:, j].astype(float) for j, name in enumerate(data.latent_names)}
     decoded, attention = decode_dataset(model, data)
     truth = {name: forward_transform(d["transform"], latent[name], d.get("bounds"))
