@@ -109,6 +109,17 @@ def upload_linear_trace(at, length_s):
     at.run()
 
 
+def upload_saturating_trace(t):
+    """Open Analyse, upload a CSV of readings at ``t`` rising as 7 + 1.5 (1 - e^(-t/400)), run."""
+    at = app("analyse")
+    at.segmented_control(key="analyse_source").set_value("Upload a CSV").run()
+    rows = "\n".join(f"{a:g},{7 + 1.5 * (1 - np.exp(-a / 400)):.4f}" for a in t)
+    at.file_uploader(key="analyse_csv").upload("trace.csv", f"time,pH\n{rows}\n".encode(),
+                                                "text/csv")
+    at.run()
+    return at
+
+
 def chart_keys(at):
     """Keys of the plotly charts on the page (element ids end with the key)."""
     return {chart.proto.id.split("-", 2)[-1] for chart in at.get("plotly_chart")}
@@ -499,13 +510,7 @@ def test_known_inputs_outside_the_training_ranges(workspace, any_format_run):
 def test_a_csv_longer_than_the_trained_maximum_is_cut_by_the_package(workspace,
                                                                       any_format_run):
     install_trained(workspace, any_format_run)
-    at = app("analyse")
-    at.segmented_control(key="analyse_source").set_value("Upload a CSV").run()
-    t = np.arange(0.0, 1201.0, 2.0)
-    rows = "\n".join(f"{a:g},{7 + 1.5 * (1 - np.exp(-a / 400)):.4f}" for a in t)
-    at.file_uploader(key="analyse_csv").upload("long.csv", f"time,pH\n{rows}\n".encode(),
-                                                "text/csv")
-    at.run()
+    at = upload_saturating_trace(np.arange(0.0, 1201.0, 2.0))
     assert_clean(at)
     assert not at.error, messages(at.error)
     assert "601 readings over 1200 s" in messages(at.caption)
@@ -516,13 +521,7 @@ def test_a_csv_longer_than_the_trained_maximum_is_cut_by_the_package(workspace,
 def test_a_csv_denser_than_trained_is_thinned_by_the_package_with_a_note(workspace,
                                                                          any_format_run):
     install_trained(workspace, any_format_run)  # trained on at most 400 readings
-    at = app("analyse")
-    at.segmented_control(key="analyse_source").set_value("Upload a CSV").run()
-    t = np.arange(0.0, 300.05, 0.25)  # 1201 readings
-    rows = "\n".join(f"{a:g},{7 + 1.5 * (1 - np.exp(-a / 400)):.4f}" for a in t)
-    at.file_uploader(key="analyse_csv").upload("dense.csv", f"time,pH\n{rows}\n".encode(),
-                                                "text/csv")
-    at.run()
+    at = upload_saturating_trace(np.arange(0.0, 300.05, 0.25))  # 1201 readings
     assert_clean(at)
     assert not at.error, messages(at.error)
     assert "Used one reading in 3 (401 of 1201)" in messages(at.info)
