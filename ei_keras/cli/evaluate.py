@@ -51,8 +51,8 @@ def run(args):
               f"the model was trained on (e.g. {domain['example']}); --allow-extrapolation "
               f"scores them, flagged")
     if domain.get("n_thinned"):
-        print(f"{domain['n_thinned']} traces with more readings than the model was trained on "
-              f"were scored as infer answers them: one reading in k")
+        print(f"{domain['n_thinned']} traces with more than 1.25× the readings the model was "
+              f"trained on were scored as infer answers them: one reading in k")
     if domain["n_extrapolated"]:
         print(f"{domain['n_extrapolated']} of {metrics['n_test']} answers are extrapolations "
               f"(known inputs outside the trained ranges, e.g. {domain['example']}); "

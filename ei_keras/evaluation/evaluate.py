@@ -119,8 +119,8 @@ def extrapolation_rows(model, data, n, allow_extrapolation, data_path):
 
 
 def thinned_as_infer(model, data):
-    """``data`` with each trace holding more readings than the model was trained on
-    thinned to one reading in k, as :func:`ei_keras.infer` answers it (see
+    """``data`` with each trace holding more than 1.25× the readings the model was trained
+    on thinned to one reading in k, as :func:`ei_keras.infer` answers it (see
     :func:`~ei_keras.inference.domain.thin_dense`), and how many traces that touched."""
     t, pH, every = thin_dense(model_info(model)["domain"], data.t, data.pH)
     thinned = int(np.sum(every > 1))
@@ -163,8 +163,8 @@ def evaluate(model_path, data_path, out_dir, *, n_forecast=100, n_baseline=50, n
         the model was trained on (which :func:`ei_keras.infer` refuses without it); by
         default they are left out. Either way ``metrics["domain"]`` counts them (see
         :func:`extrapolation_rows`); when scored, ``model_within_ranges`` beside each
-        parameter's ``model`` scores the others alone. Traces with more readings than the
-        model was trained on are scored thinned, as ``infer`` answers them
+        parameter's ``model`` scores the others alone. Traces with more than 1.25× the
+        readings the model was trained on are scored thinned, as ``infer`` answers them
         (``metrics["domain"]["n_thinned"]``).
 
     Returns

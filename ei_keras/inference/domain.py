@@ -110,8 +110,8 @@ def check_traces(domain, t, pH, known, *, allow_extrapolation=False):
 
     Returns:
         ``(t, pH, reports)``: the traces with readings past the trained maximum length set
-        to NaN (padding), and those of a trace with more readings than the model was trained
-        on thinned to one in k (the others NaN in place); per trace a dict ``{"ok",
+        to NaN (padding), and those of a trace with more than READINGS_SLACK × the readings
+        the model was trained on thinned to one in k (the others NaN in place); per trace a dict ``{"ok",
         "flags", "notes", "checked"}`` (a note says what was done that needs no flag).
 
     Raises:
@@ -196,8 +196,8 @@ def thinning_step(domain, n_readings):
 
 
 def thin_dense(domain, t, pH):
-    """What :func:`check_traces` does to a trace with more readings than the model was
-    trained on, for a whole dataset: copies of ``(n, m)`` ``t`` and ``pH`` in which such a
+    """What :func:`check_traces` does to a trace with more than READINGS_SLACK × the
+    readings the model was trained on, for a whole dataset: copies of ``(n, m)`` ``t`` and ``pH`` in which such a
     row keeps one reading in k, from its first (the others NaN). Returns ``(t, pH, every)``,
     ``every`` (n,) the k of each row (1: unchanged)."""
     t, pH = np.array(t), np.array(pH)

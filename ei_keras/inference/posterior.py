@@ -186,8 +186,8 @@ def infer(model_or_path, t, pH, known, *, allow_extrapolation=False, check_fit=T
         Per latent parameter name a dict of (n,) arrays in physical units: ``median,
         mean, std, lo50, hi50, lo90, hi90, lo95, hi95``; ``attention`` (n, m), the
         weights the model put on each reading (rows sum to 1; 0 on readings past the
-        trained maximum, and on those a trace with more readings than the model was trained
-        on left out: it is answered from one reading in k); and ``domain``: for a single
+        trained maximum, and on those a trace with more than 1.25× the readings the model was
+        trained on left out: it is answered from one reading in k); and ``domain``: for a single
         1-D trace a dict ``{"ok": bool, "flags": [one sentence each], "notes": [what was
         done that needs no flag, e.g. thinning], "checked": [...], "length_s",
         "reading_interval_s", "readings" (those used), "misfit_rms", "noise_std"}``, for a
