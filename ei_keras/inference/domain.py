@@ -111,9 +111,8 @@ def check_traces(domain, t, pH, known, *, allow_extrapolation=False):
     Returns:
         ``(t, pH, reports)``: the traces with readings past the trained maximum length set
         to NaN (padding), and those of a trace with more than READINGS_SLACK × the readings
-        the model was trained on thinned to one in k (the others NaN in place); per trace
-        a dict ``{"ok", "flags", "notes", "checked"}`` (a note says what was done that
-        needs no flag).
+        the model was trained on thinned to one in k (the others NaN in place); per trace a dict ``{"ok",
+        "flags", "notes", "checked"}`` (a note says what was done that needs no flag).
 
     Raises:
         EiKerasError: pH outside 3–12, or known inputs outside the trained ranges without
@@ -182,10 +181,10 @@ def check_traces(domain, t, pH, known, *, allow_extrapolation=False):
 # With many more readings than any training trace the network reads their counts beyond
 # what it learnt and its intervals come out too narrow: on 400 traces of 300 and 600 s at
 # one reading every 0.1 s (3001 and 6001 readings; the shipped model saw at most 1171),
-# 90 % intervals held 80 / 74 % of the activities and 75 / 61 % of the probe lags; thinned
-# to at most READINGS_SLACK × the trained count (1001 and 1201), 0.87–0.94 for all four
+# 90 % intervals held 79 / 75 % of the activities and 74 / 63 % of the probe lags; thinned
+# to at most READINGS_SLACK × the trained count (1001 and 1201), 0.88–0.93 for all four
 # parameters, with intervals about 10 % wider than all readings would allow; at 2001 and
-# 3001 readings k_d's fell to 0.84–0.85.
+# 3001 readings k_d's fell to 0.85.
 READINGS_SLACK = 1.25
 
 
@@ -198,9 +197,9 @@ def thinning_step(domain, n_readings):
 
 def thin_dense(domain, t, pH):
     """What :func:`check_traces` does to a trace with more than READINGS_SLACK × the
-    readings the model was trained on, for a whole dataset: copies of ``(n, m)`` ``t`` and
-    ``pH`` in which such a row keeps one reading in k, from its first (the others NaN).
-    Returns ``(t, pH, every)``, ``every`` (n,) the k of each row (1: unchanged)."""
+    readings the model was trained on, for a whole dataset: copies of ``(n, m)`` ``t`` and ``pH`` in which such a
+    row keeps one reading in k, from its first (the others NaN). Returns ``(t, pH, every)``,
+    ``every`` (n,) the k of each row (1: unchanged)."""
     t, pH = np.array(t), np.array(pH)
     every = np.array([_thin_row(domain, t, pH, row, np.isfinite(t[row]) & np.isfinite(pH[row]))
                       for row in range(len(t))], dtype=int)
