@@ -9,9 +9,9 @@ Draws ``--traces`` traces of an any-format test set (e.g. the format grid of the
 runs the network on each, and computes the best RMS misfit of (a) today's candidates
 (:func:`ei_keras.inference.posterior.misfit_candidates`: the median, ±1 σ steps along each
 parameter and their linear fit, a Gauss–Newton step under the network's posterior, then 16
-draws only where none of those explains the trace) and (b) the median and 64 random draws. A trace is flagged above
-``MISFIT_RATIO`` × the training noise. Three traces unlike the chemistry (falling,
-oscillating, accelerating) must be flagged by both.
+draws only where none of those explains the trace) and (b) the median and 64 random draws.
+A trace is flagged above ``MISFIT_RATIO`` × the training noise. Three traces unlike the
+chemistry (falling, oscillating, accelerating) must be flagged by both.
 """
 
 import argparse

@@ -208,7 +208,8 @@ def test_the_misfit_check_simulates_draws_only_when_the_local_fit_misses(model):
         if rows == 26:
             draws = np.random.default_rng([0, 0]).standard_normal((16, len(decoded)))
             offsets = np.vstack([candidate_offsets(len(decoded)), draws])
-            every = predict_readings(t32[0].astype(float), dict(zip(KNOWN, known[0].astype(float))),
+            known_row = dict(zip(KNOWN, known[0].astype(float)))
+            every = predict_readings(t32[0].astype(float), known_row,
                                      latents_at(decoded, 0, offsets))
             every = np.vstack([every, linear_fit(every, pH32[0].astype(float), len(decoded),
                                                  0.01)])

@@ -111,8 +111,9 @@ def check_traces(domain, t, pH, known, *, allow_extrapolation=False):
     Returns:
         ``(t, pH, reports)``: the traces with readings past the trained maximum length set
         to NaN (padding), and those of a trace with more than READINGS_SLACK × the readings
-        the model was trained on thinned to one in k (the others NaN in place); per trace a dict ``{"ok",
-        "flags", "notes", "checked"}`` (a note says what was done that needs no flag).
+        the model was trained on thinned to one in k (the others NaN in place); per trace
+        a dict ``{"ok", "flags", "notes", "checked"}`` (a note says what was done that
+        needs no flag).
 
     Raises:
         EiKerasError: pH outside 3–12, or known inputs outside the trained ranges without
@@ -197,9 +198,9 @@ def thinning_step(domain, n_readings):
 
 def thin_dense(domain, t, pH):
     """What :func:`check_traces` does to a trace with more than READINGS_SLACK × the
-    readings the model was trained on, for a whole dataset: copies of ``(n, m)`` ``t`` and ``pH`` in which such a
-    row keeps one reading in k, from its first (the others NaN). Returns ``(t, pH, every)``,
-    ``every`` (n,) the k of each row (1: unchanged)."""
+    readings the model was trained on, for a whole dataset: copies of ``(n, m)`` ``t`` and
+    ``pH`` in which such a row keeps one reading in k, from its first (the others NaN).
+    Returns ``(t, pH, every)``, ``every`` (n,) the k of each row (1: unchanged)."""
     t, pH = np.array(t), np.array(pH)
     every = np.array([_thin_row(domain, t, pH, row, np.isfinite(t[row]) & np.isfinite(pH[row]))
                       for row in range(len(t))], dtype=int)
