@@ -175,10 +175,11 @@ def infer(model_or_path, t, pH, known, *, allow_extrapolation=False, check_fit=T
         Answer (flagged) when known inputs lie outside the model's training ranges,
         instead of refusing.
     check_fit : bool
-        Simulate the posterior median, a ±1 σ step along each parameter and 16 posterior
-        draws (one batched simulator call per trace), fit the readings linearly from the
-        steps, and flag traces that even the best of these misses by far more than the
-        noise.
+        Simulate the posterior median and a ±1 σ step along each parameter (one batched
+        simulator call per trace), fit the readings linearly from the steps, and, only if
+        none of these explains the readings, 16 posterior draws (see
+        :func:`misfit_candidates`); flag traces that even the best of these misses by far
+        more than the noise.
 
     Returns
     -------
