@@ -38,6 +38,7 @@ def add_parser(subparsers):
 
 def run(args):
     from ei_keras.evaluation.evaluate import evaluate
+    from ei_keras.inference.domain import READINGS_SLACK
     from ei_keras.inference.default_model import default_model_path
 
     metrics = evaluate(args.model or default_model_path(), args.data, args.out,
@@ -51,8 +52,8 @@ def run(args):
               f"the model was trained on (e.g. {domain['example']}); --allow-extrapolation "
               f"scores them, flagged")
     if domain.get("n_thinned"):
-        print(f"{domain['n_thinned']} traces with more than 1.25× the readings the model was "
-              f"trained on were scored as infer answers them: one reading in k")
+        print(f"{domain['n_thinned']} traces with more than {READINGS_SLACK:g}× the readings the "
+              f"model was trained on were scored as infer answers them: one reading in k")
     if domain["n_extrapolated"]:
         print(f"{domain['n_extrapolated']} of {metrics['n_test']} answers are extrapolations "
               f"(known inputs outside the trained ranges, e.g. {domain['example']}); "
