@@ -5,8 +5,9 @@ squares on the same traces, in the same run.
 
 For traces of 3 to 1200 readings (simulated with the package's measurement model), times
 ``infer`` on one trace at a time after a warm-up call with the model already loaded:
-the network alone (``check_fit=False``) and with the domain guard's misfit check (one
-simulator call); and ``fit_least_squares`` of all four parameters. Prints medians, the
+the network alone (``check_fit=False, sharpen=False``), and as ``infer`` answers by default:
+with the local fit that sharpens it and the domain guard's misfit check (a few small
+simulator calls, shared); and ``fit_least_squares`` of all four parameters. Prints medians, the
 ratio least squares / ``infer``, and the network's forward pass alone both ways: Keras's
 ``predict_on_batch`` (the baseline) and ``ei_keras.models.predict_batch`` (each layer's
 ``call`` run directly, what ``infer`` uses), with their ratio.
@@ -56,7 +57,7 @@ def main():
     fit = ("activity", "k_d", "tau_probe", "pH_offset")
     print(f"backend {keras.backend.backend()} (predict_batch is predict_on_batch except on "
           f"torch)")
-    print(f"{'readings':>8} {'span':>7} {'network':>10} {'+ guard':>10} {'least sq.':>10} "
+    print(f"{'readings':>8} {'span':>7} {'network':>10} {'+ fit, guard':>13} {'least sq.':>10} "
           f"{'ratio':>7} {'predict_on_batch':>17} {'predict_batch':>14} {'ratio':>6}")
     for n, interval in FORMATS:
         t, pH = trace(n, interval, seed=n)
@@ -65,12 +66,12 @@ def main():
                                    dtype="float32")}
         keras_call = median_seconds(lambda: model.predict_on_batch(batch), args.repeats)
         direct = median_seconds(lambda: predict_batch(model, batch), args.repeats)
-        network = median_seconds(lambda: infer(model, t, pH, KNOWN, check_fit=False),
-                                 args.repeats)
+        network = median_seconds(
+            lambda: infer(model, t, pH, KNOWN, check_fit=False, sharpen=False), args.repeats)
         guarded = median_seconds(lambda: infer(model, t, pH, KNOWN), args.repeats)
         classical = median_seconds(lambda: fit_least_squares(t, pH, KNOWN, fit=fit),
                                    max(3, args.repeats // 5))
-        print(f"{n:>8} {t[-1]:>6g}s {network * 1e3:>8.1f}ms {guarded * 1e3:>8.1f}ms "
+        print(f"{n:>8} {t[-1]:>6g}s {network * 1e3:>8.1f}ms {guarded * 1e3:>11.1f}ms "
               f"{classical * 1e3:>8.0f}ms {classical / guarded:>6.0f}x "
               f"{keras_call * 1e3:>15.1f}ms {direct * 1e3:>12.1f}ms "
               f"{keras_call / direct:>5.2f}x")

@@ -7,9 +7,10 @@ it costs, against the previous check (64 random posterior draws) in the same run
 
 Draws ``--traces`` traces of an any-format test set (e.g. the format grid of the README),
 runs the network on each, and computes the best RMS misfit of (a) today's candidates
-(:func:`ei_keras.inference.posterior.misfit_candidates`: the median, ±1 σ steps along each
-parameter and their linear fit, a Gauss–Newton step under the network's posterior, then 16
-draws only where none of those explains the trace) and (b) the median and 64 random draws.
+(:func:`ei_keras.inference.posterior.misfit_candidates`: the best explanation the local fit
+simulated — the median and a damped Gauss–Newton step from it, which ``infer`` also uses
+to sharpen its answer and whose cost is counted here in full — then 16 draws only where
+it misses the trace) and (b) the median and 64 random draws.
 A trace is flagged above ``MISFIT_RATIO`` × the training noise. Three traces unlike the
 chemistry (falling, oscillating, accelerating) must be flagged by both.
 """
@@ -23,6 +24,7 @@ import ei_keras
 from ei_keras.data.load import load_any_format
 from ei_keras.inference import load_model
 from ei_keras.inference.domain import MISFIT_RATIO
+from ei_keras.inference.laplace import exact_prior, local_fits
 from ei_keras.inference.least_squares import predict_readings
 from ei_keras.inference.posterior import misfit_candidates
 from ei_keras.models import decode_predictions, model_info
@@ -61,6 +63,7 @@ def main():
     args = parser.parse_args()
     model = load_model(args.model or ei_keras.default_model_path())
     noise = float(model_info(model)["domain"]["noise_std"])
+    prior = exact_prior(model)
     data = load_any_format(args.data)
     rows = np.random.default_rng(args.seed).choice(len(data.pH), min(args.traces, len(data.pH)),
                                                    replace=False)
@@ -75,7 +78,8 @@ def main():
         outputs = model.predict_on_batch({"pH": pH32, "t": t32, "known": known[None]})
         decoded = decode_predictions(model, outputs)
         started = time.perf_counter()
-        today = misfit_candidates(decoded, t32, pH32, known[None], noise)[0]
+        fits = local_fits(prior, decoded, t32, pH32, known[None])
+        today = misfit_candidates(decoded, t32, pH32, known[None], noise, fits)[0]
         seconds["today"] += time.perf_counter() - started
         started = time.perf_counter()
         previous = random_draws_candidates(decoded, t.astype(float),

@@ -15,11 +15,21 @@ _DASHBOARD_WORDS = (
 )
 
 
+_PINNED = re.compile(r"(the readings pin down )([\w ]+?):")
+
+
+def _pinned_in_labels(match) -> str:
+    labels = [LABELS.get(name, name) for name in match.group(2).split(" and ")]
+    return match.group(1) + " and ".join(label[0].lower() + label[1:] for label in labels) + ":"
+
+
 def in_dashboard_words(text: str) -> str:
     """``substrate_mM = 500 … Pass allow_extrapolation=True …`` → ``Urea (substrate) =
-    500 mM … Tick “Allow extrapolation” …``."""
+    500 mM … Tick “Allow extrapolation” …``; ``pin down k_d and tau_probe`` → ``pin down
+    deactivation rate k_d and probe time constant``."""
     for pattern, words in _DASHBOARD_WORDS:
         text = pattern.sub(words, text)
+    text = _PINNED.sub(_pinned_in_labels, text)
     for name in KNOWN_NAMES + LATENT_NAMES:
         unit = f" {UNITS[name]}" if UNITS.get(name) else ""
         text = re.sub(rf"\b{name} = ([-+0-9.eE]+)", rf"{LABELS[name]} = \g<1>{unit}", text)

@@ -5,11 +5,8 @@ import pytest
 
 from ei_keras import EiKerasError
 from ei_keras.inference.domain import (
-    MISFIT_REACH,
-    candidate_offsets,
     check_traces,
     finish,
-    linear_fit,
     misfit_flags,
     prior_edge_flags,
     thin_dense,
@@ -104,44 +101,6 @@ def test_misfit_takes_the_best_candidate():
                                   [{"flags": [], "checked": []} for _ in range(2)]))
     assert reports[0]["ok"] and reports[0]["misfit_rms"] == pytest.approx(0.005)
     assert not reports[1]["ok"] and "5.0× the noise" in reports[1]["flags"][0]
-
-
-def _linear_candidates(effects, median):
-    """Readings of a model linear in the parameters at the misfit check's candidates."""
-    offsets = candidate_offsets(len(effects))
-    return offsets, median + offsets @ effects
-
-
-def test_the_linear_fit_is_the_most_probable_step_under_the_posterior():
-    from scipy.optimize import least_squares
-
-    rng = np.random.default_rng(1)
-    t = np.linspace(0, 60, 40)
-    effects = np.vstack([0.02 * t / 60, 0.01 * (t / 60) ** 2, 0.01 * np.exp(-t / 5),
-                         np.full_like(t, 0.005)])
-    median = 7.0 + 0.5 * t / 60
-    offsets, simulated = _linear_candidates(effects, median)
-    assert np.allclose(offsets[0], 0.0) and offsets.shape == (1 + 2 * 4, 4)
-    pH = median + np.array([1.5, -0.7, 0.4, 2.0]) @ effects + rng.normal(0, 0.01, t.size)
-    noise = 0.01
-    # Reference: least squares of the readings (noise-weighted) and of the posterior prior.
-    reference = least_squares(
-        lambda step: np.concatenate([(pH - median - step @ effects) / noise, step]),
-        np.zeros(4)).x
-    assert np.abs(reference).max() < MISFIT_REACH
-    assert np.allclose(linear_fit(simulated, pH, 4, noise), median + reference @ effects,
-                       atol=1e-9)
-
-
-def test_the_linear_fit_moves_no_parameter_past_its_reach():
-    t = np.linspace(0, 60, 40)
-    effects = np.vstack([0.02 * t / 60, 0.01 * np.exp(-t / 5)])
-    median = 7.0 + 0.5 * t / 60
-    _, simulated = _linear_candidates(effects, median)
-    far = median + np.array([10.0, 0.5]) @ effects  # 10 σ along the first parameter
-    fitted = linear_fit(simulated, far, 2, 1e-6)
-    step = np.linalg.lstsq(effects.T, fitted - median, rcond=None)[0]
-    assert step[0] == pytest.approx(MISFIT_REACH) and step[1] == pytest.approx(0.5, abs=1e-3)
 
 
 def test_an_interval_past_the_trained_range_is_flagged_in_the_parameters_space():

@@ -338,7 +338,7 @@ def test_every_proposal_density_is_normalised_for_its_own_sampler():
     from scipy.stats import multivariate_t
 
     prior = refine_module.exact_prior(network(0.0, 1.0), {"use_offset": False})
-    space = refine_module._PriorSpace(prior)
+    space = refine_module.PriorSpace(prior)
     assert space.names == ["activity", "k_d", "tau_probe"] and space.fixed == {"pH_offset": 0.0}
     rng = np.random.default_rng(0)
     # The network's Gaussians (log10 activity, logit k_d; tau_probe from the prior), mapped

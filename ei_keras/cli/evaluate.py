@@ -32,6 +32,10 @@ def add_parser(subparsers):
                              "left out, as ei-keras infer refuses them. metrics.json counts "
                              "them under 'domain'; with the flag each parameter's "
                              "'model_within_ranges' scores the others alone")
+    parser.add_argument("--network-only", action="store_true",
+                        help="score the network's answers as they are, without the local fit "
+                             "that sharpens them where the readings pin a parameter down "
+                             "(as ei_keras.infer(..., sharpen=False))")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(func=run)
 
@@ -45,7 +49,8 @@ def run(args):
                        n_forecast=args.n_forecast, n_baseline=args.n_baseline,
                        threshold=args.threshold, seed=args.seed, progress=not args.no_progress,
                        prefix_length=args.prefix_length,
-                       allow_extrapolation=args.allow_extrapolation)
+                       allow_extrapolation=args.allow_extrapolation,
+                       sharpen=not args.network_only)
     domain = metrics["domain"]
     if domain["n_left_out"]:
         print(f"left out {domain['n_left_out']} traces with known inputs outside the ranges "

@@ -28,6 +28,9 @@ def add_parser(subparsers):
     parser.add_argument("--json", metavar="OUT.json",
                         help="also write the results as strict JSON (null for a time to "
                              "threshold never reached)")
+    parser.add_argument("--network-only", action="store_true",
+                        help="answer from the network alone, without the local fit that "
+                             "sharpens a parameter the readings pin down")
     parser.set_defaults(func=run)
 
 
@@ -88,9 +91,11 @@ def run(args):
     except json.JSONDecodeError as error:
         raise EiKerasError(f"--known is not valid JSON ({error})") from None
     model = load_model(args.model or default_model_path())
-    posterior = infer(model, t, pH, known, allow_extrapolation=args.allow_extrapolation)
+    sharpen = not args.network_only
+    posterior = infer(model, t, pH, known, allow_extrapolation=args.allow_extrapolation,
+                      sharpen=sharpen)
     fan = forecast(model, t, pH, known, t_max=args.t_max, threshold=args.threshold,
-                   allow_extrapolation=args.allow_extrapolation)[0]
+                   allow_extrapolation=args.allow_extrapolation, sharpen=sharpen)[0]
     domain = posterior["domain"]
     for note in notes + domain["notes"]:
         print(f"note: {note}")

@@ -29,6 +29,8 @@ from ei_keras.inference.posterior import (
     time_to_threshold,
     trained_prefix_length,
 )
+from ei_keras.inference.laplace import exact_prior, local_fits
+from ei_keras.inference.laplace import sharpen as sharpen_answers
 from ei_keras.models import decode_predictions, model_info
 from ei_keras.simulation import KNOWN_NAMES
 from ei_keras.targets import draw_latents, forward_transform, summarize_gaussian
@@ -142,7 +144,7 @@ def _rows_of(data, rows):
 
 def evaluate(model_path, data_path, out_dir, *, n_forecast=100, n_baseline=50, n_draws=200,
              threshold=8.5, t_max=2000.0, n_times=1001, seed=0, progress=True,
-             n_information=100, prefix_length=None, allow_extrapolation=False):
+             n_information=100, prefix_length=None, allow_extrapolation=False, sharpen=True):
     """Evaluate ``model_path`` on ``data_path``; write ``metrics.json`` and ``report.html``.
 
     Parameters
@@ -166,6 +168,9 @@ def evaluate(model_path, data_path, out_dir, *, n_forecast=100, n_baseline=50, n
         parameter's ``model`` scores the others alone. Traces with more than 1.25× the
         readings the model was trained on are scored thinned, as ``infer`` answers them
         (``metrics["domain"]["n_thinned"]``).
+    sharpen : score the answers as ``infer`` gives them, sharpened by the local fit where
+        the readings pin a parameter down (``metrics["sharpened"]``: the share of traces
+        per parameter); False: the network's answers alone
 
     Returns
     -------
@@ -182,6 +187,13 @@ def evaluate(model_path, data_path, out_dir, *, n_forecast=100, n_baseline=50, n
     data, domain_report["n_thinned"] = thinned_as_infer(model, data)
     latent = {name: data.latent[:, j].astype(float) for j, name in enumerate(data.latent_names)}
     decoded, attention = decode_dataset(model, data)
+    share_sharpened = None
+    if sharpen:
+        fits = local_fits(exact_prior(model), decoded, data.t, data.pH, data.known,
+                          progress=progress)
+        names = sharpen_answers(decoded, fits)
+        share_sharpened = {name: float(np.mean([name in row for row in names]))
+                           for name in decoded}
     truth = {name: forward_transform(d["transform"], latent[name], d.get("bounds"))
              for name, d in decoded.items()}
 
@@ -194,6 +206,7 @@ def evaluate(model_path, data_path, out_dir, *, n_forecast=100, n_baseline=50, n
                 "in (log10 activity, logit over the prior range for bounded parameters); "
                 "coverage is the same in either space",
         "parameters": {}, "calibration": {}, "domain": domain_report,
+        "sharpened": share_sharpened,
     }
     within = ~extrapolated
     for name, d in decoded.items():
@@ -275,7 +288,7 @@ def evaluate(model_path, data_path, out_dir, *, n_forecast=100, n_baseline=50, n
         model, data, decoded, attention, known_rows, n_information)
     metrics["seconds_per_trace"] = {
         "model": _single_trace_seconds(model, data, known_rows,
-                                       allow_extrapolation=allow_extrapolation),
+                                       allow_extrapolation=allow_extrapolation, sharpen=sharpen),
         "least_squares": float(np.mean(fit_seconds)) if fit_seconds else float("nan"),
     }
     metrics["n_forecast"], metrics["n_baseline"] = n_forecast, n_baseline
@@ -334,15 +347,17 @@ def _forecast_metrics(grid, truth, predicted, predicted_times, threshold):
     return result
 
 
-def _single_trace_seconds(model, data, known_rows, repeats=20, allow_extrapolation=False):
-    """Median wall time of ``infer`` on one trace, after one warm-up call."""
+def _single_trace_seconds(model, data, known_rows, repeats=20, allow_extrapolation=False,
+                          sharpen=True):
+    """Median wall time of ``infer`` on one trace (as scored: ``sharpen``, no misfit
+    check), after one warm-up call."""
     infer(model, *valid_trace(data, 0), known_rows[0], check_fit=False,
-          allow_extrapolation=allow_extrapolation)
+          allow_extrapolation=allow_extrapolation, sharpen=sharpen)
     times = []
     for row in range(min(repeats, len(data.pH))):
         started = time.perf_counter()
         infer(model, *valid_trace(data, row), known_rows[row], check_fit=False,
-              allow_extrapolation=allow_extrapolation)
+              allow_extrapolation=allow_extrapolation, sharpen=sharpen)
         times.append(time.perf_counter() - started)
     return float(np.median(times))
 

@@ -14,7 +14,8 @@ from tqdm.auto import tqdm
 from ei_keras.inference.least_squares import predict_readings
 from ei_keras.inference.posterior import _run, forecast_from_draws, load_model
 from ei_keras.targets import draw_latents
-from ei_keras.inference.exact_posterior import _network_z, refine, refined_draws
+from ei_keras.inference.exact_posterior import refine, refined_draws
+from ei_keras.inference.laplace import network_z
 from ei_keras.simulation import KNOWN_NAMES
 
 _Z90 = 1.6448536269514722
@@ -117,8 +118,8 @@ def exact_check(model_or_path, data, n, *, prefix_length=None, n_samples=2000, s
 
             def z(value):
                 with np.errstate(all="ignore"):
-                    return float(_network_z(transform, np.float64(value), bounds))
-            exact_sigma = _weighted_std(_network_z(transform, result["draws"][name], bounds),
+                    return float(network_z(transform, np.float64(value), bounds))
+            exact_sigma = _weighted_std(network_z(transform, result["draws"][name], bounds),
                                         result["weights"])
             entry = per_parameter.setdefault(name, {key: [] for key in (
                 "std_ratio", "offset_sigma", "width_ratio90", "covered_network",

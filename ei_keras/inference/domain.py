@@ -20,14 +20,11 @@ PH_RANGE = (3.0, 12.0)
 # Misfit flag: even the best explanation the check finds misses the readings by more than
 # this many times the training noise (root mean square).
 MISFIT_RATIO = 2.5
-# The check simulates the posterior median and a step of ±1 posterior σ along each
-# parameter; the steps also give a local linear fit, which may move each parameter up to
-# MISFIT_REACH σ. Only when none of those explains the readings does it also simulate
-# MISFIT_DRAWS posterior draws (the verdict is the same as simulating all of them at once,
-# since one good explanation is enough). On 2000 held-out traces this flags none of them,
-# against 0.1 % for 64 random draws at 2.3× the cost (benchmarks/bench_misfit.py).
+# The check looks first at what the local fit simulated (the posterior median and a
+# Gauss–Newton step from it, ei_keras.inference.laplace); only when none of those explains
+# the readings does it also simulate MISFIT_DRAWS posterior draws (one good explanation is
+# enough).
 MISFIT_DRAWS = 16
-MISFIT_REACH = 3.0
 # Relative slack on the trained ranges of known inputs (exact: they are the prior's), and
 # on the trained lengths and spacings (observed in float32 data: 1 %).
 RANGE_SLACK = 1e-6
@@ -222,31 +219,9 @@ def trained_noise(domain):
     return float((domain or {}).get("noise_std", 0.01)) or 0.01
 
 
-def candidate_offsets(n_params):
-    """Where the misfit check simulates first, in posterior σ from the median: rows of
-    ``(1 + 2 n_params, n_params)``, the median, then +1 and -1 σ along each parameter in
-    turn (what :func:`linear_fit` needs)."""
-    steps = np.repeat(np.eye(n_params), 2, axis=0) * np.tile([1.0, -1.0], n_params)[:, None]
-    return np.vstack([np.zeros((1, n_params)), steps])
-
-
 def rms_misses(predicted, pH):
     """Root mean square of ``predicted - pH`` per row of ``predicted`` (k, m)."""
     return np.sqrt(np.mean((predicted - pH) ** 2, axis=1))
-
-
-def linear_fit(simulated, pH, n_params, noise_std):
-    """The local linear fit to the readings ``pH`` (m,) from readings ``simulated`` (k, m)
-    at :func:`candidate_offsets`: central differences over ±1 σ give each parameter's
-    effect on the readings, and one Gauss–Newton step finds the most probable parameters
-    under the network's posterior (as prior) and Gaussian reading noise ``noise_std``,
-    each kept within ±MISFIT_REACH σ. Returns the readings (m,) that step predicts to
-    first order."""
-    median = simulated[0]
-    effects = (simulated[1:2 * n_params + 1:2] - simulated[2:2 * n_params + 2:2]) / 2.0
-    precision = effects @ effects.T / noise_std**2 + np.eye(n_params)
-    step = np.linalg.solve(precision, effects @ (pH - median) / noise_std**2)
-    return median + np.clip(step, -MISFIT_REACH, MISFIT_REACH) @ effects
 
 
 def misfit_flags(domain, pH, predicted, reports):
@@ -254,10 +229,10 @@ def misfit_flags(domain, pH, predicted, reports):
     model's chemistry".
 
     ``predicted`` is, per trace, a ``(k, m)`` array of noise-free readings at the trace's
-    times of plausible answers (those the misfit check simulated and their linear fit; NaN
-    where the time is padding). The trace is flagged when even the best of them misses the
-    readings by more than :data:`MISFIT_RATIO` × the training noise (RMS). Adds
-    ``misfit_rms`` (that best RMS) and ``noise_std`` to each report.
+    times of plausible answers (the best the local fit simulated, and posterior draws where
+    it misses; NaN where the time is padding). The trace is flagged when even the best of
+    them misses the readings by more than :data:`MISFIT_RATIO` × the training noise (RMS).
+    Adds ``misfit_rms`` (that best RMS) and ``noise_std`` to each report.
     """
     noise = trained_noise(domain)
     for row, report in enumerate(reports):

@@ -1,9 +1,11 @@
 """The exact posterior of one trace by importance sampling, beside the network's answer.
 
-The network's posterior is a fast, amortised guess. :func:`refine` computes the Bayesian
-answer it approximates — the training prior times the Gaussian likelihood of the readings
-under the simulator and measurement model (physics.md §6) — by self-normalised importance
-sampling, with the network's own posterior as the proposal, and says how the two compare.
+The network's posterior is a fast, amortised guess (as ``infer`` returns it: sharpened by
+the local fit where the readings pin a parameter down, :mod:`ei_keras.inference.laplace`).
+:func:`refine` computes the Bayesian answer it approximates — the training prior times the
+Gaussian likelihood of the readings under the simulator and measurement model (physics.md
+§6) — by self-normalised importance sampling, with that answer as the proposal, and says
+how the two compare.
 
 Coordinates. Every free latent parameter θ is sampled in its *prior coordinate* u: the
 logit of its position in its prior range (of log θ for the log-uniform activity), so
@@ -37,19 +39,23 @@ import time
 
 import numpy as np
 from scipy.linalg import solve_triangular
-from scipy.special import expit, log_expit, logsumexp, ndtri
+from scipy.special import log_expit, logsumexp, ndtri
 from scipy.stats import chi2
 
 from ei_keras.errors import EiKerasError
+from ei_keras.inference.laplace import (
+    PriorSpace,
+    curvature,
+    exact_prior,
+    laplace_mode,
+    log_dz_dtheta,
+    network_z,
+)
 from ei_keras.inference.least_squares import predict_readings, validate_known, validate_trace
 from ei_keras.inference.posterior import _run, load_model
-from ei_keras.targets import INTERVALS, forward_transform, inverse_transform, summarize_gaussian
-from ei_keras.models import model_info
+from ei_keras.targets import INTERVALS, inverse_transform, summarize_gaussian
 from ei_keras.simulation import KNOWN_NAMES, LATENT_NAMES
-from ei_keras.simulation.priors import DEFAULT_PARAM_RANGES, LOG_UNIFORM_NAMES
 
-# Training noise σ (pH) assumed for a model that does not record its domain.
-DEFAULT_NOISE_STD = 0.01
 WIDEN = 1.5            # the network's scale is multiplied by this in the proposal
 PRIOR_FRACTION = 0.15  # share of each round's draws taken from the prior
 TARGET_ESS = 0.2       # adapted rounds run while ESS < TARGET_ESS · n_samples
@@ -62,119 +68,6 @@ MISFIT_P = 1e-3        # "unreliable" when the best draw's χ² exceeds its (1 -
 WIDTH_RATIO = 1.5      # "wider" / "sharper" beyond this ratio of 90 % interval widths
 SHIFT_SIGMA = 1.0      # "shifted" beyond this many exact σ (and the network's own σ)
 _Z90 = float(ndtri(0.95))
-_NUISANCE_SWITCHES = {"tau_probe": "use_probe_lag", "pH_offset": "use_offset"}
-
-
-def exact_prior(model, domain=None) -> dict:
-    """The prior :func:`refine` uses: the model's training domain with ``domain`` over it.
-
-    Returns ``{"param_ranges": {latent: (lo, hi)}, "noise_std", "use_probe_lag",
-    "use_offset"}``. A model that does not record its domain gets the default priors of
-    physics.md §7, σ = 0.01 and both nuisance parameters switched on: with them on, the
-    exact posterior marginalises over a lag or offset that may be absent (τ = 0 and
-    offset 0 lie inside the prior), so it can only be wider than needed, never too sharp.
-    ``domain`` may override any key (``param_ranges`` per name).
-    """
-    recorded = dict(model_info(model).get("domain") or {})
-    override = dict(domain or {})
-    ranges = {**DEFAULT_PARAM_RANGES, **(recorded.get("param_ranges") or {}),
-              **(override.get("param_ranges") or {})}
-    prior = {"param_ranges": {name: (float(ranges[name][0]), float(ranges[name][1]))
-                              for name in LATENT_NAMES}}
-    for key, default in (("noise_std", DEFAULT_NOISE_STD), ("use_probe_lag", True),
-                         ("use_offset", True)):
-        value = override.get(key, recorded.get(key))
-        prior[key] = default if value is None else value
-    prior["noise_std"] = float(prior["noise_std"])
-    for name, (low, high) in prior["param_ranges"].items():
-        if not (math.isfinite(low) and math.isfinite(high) and low <= high) or (
-                name in LOG_UNIFORM_NAMES and low <= 0):
-            raise EiKerasError(f"prior range of {name} must be finite with low <= high "
-                               f"(low > 0 for a log-uniform one); got {(low, high)}")
-    return prior
-
-
-class _PriorSpace:
-    """The free latents, their prior coordinates u and the fixed ones.
-
-    A latent is fixed (at 0) when its nuisance switch is off, or at ``low`` when its prior
-    range is a single point; the rest are free, uniform or log-uniform on their range.
-    """
-
-    def __init__(self, prior):
-        self.fixed, self.names, lows, widths, logs = {}, [], [], [], []
-        for name in LATENT_NAMES:
-            low, high = prior["param_ranges"][name]
-            if name in _NUISANCE_SWITCHES and not prior[_NUISANCE_SWITCHES[name]]:
-                self.fixed[name] = 0.0
-            elif low == high:
-                self.fixed[name] = low
-            else:
-                log = name in LOG_UNIFORM_NAMES
-                self.names.append(name)
-                logs.append(log)
-                lows.append(math.log(low) if log else low)
-                widths.append(math.log(high / low) if log else high - low)
-        if not self.names:
-            raise EiKerasError("every latent parameter is fixed by the prior; nothing to infer")
-        self.log = np.array(logs)
-        self.low, self.width = np.array(lows), np.array(widths)
-
-    def theta(self, u):
-        """(b, d) prior coordinates → (b, d) physical values, always inside the range."""
-        x = self.low + self.width * expit(u)
-        return np.where(self.log, np.exp(x), x)
-
-    def u(self, j, theta):
-        """Physical values of free latent ``j`` → its prior coordinate; nan outside the
-        open range."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            x = np.log(theta) if self.log[j] else theta
-            fraction = (x - self.low[j]) / self.width[j]
-            u = np.log(fraction) - np.log1p(-fraction)
-        return np.where(np.isfinite(u), u, np.nan)
-
-    def log_prior(self, u):
-        """Log prior density in u (standard logistic per free latent), (b,)."""
-        return np.sum(log_expit(u) + log_expit(-u), axis=1)
-
-    def log_dtheta_du(self, u, theta):
-        """log |dθ/du| per free latent, (b, d)."""
-        log = np.log(self.width) + log_expit(u) + log_expit(-u)
-        return np.where(self.log, log + np.log(np.where(self.log, theta, 1.0)), log)
-
-    def latents(self, theta):
-        """(b, d) free values → the dict of all four latents ``predict_readings`` takes."""
-        values = {name: theta[:, j] for j, name in enumerate(self.names)}
-        for name, value in self.fixed.items():
-            values[name] = np.full(theta.shape[0], value)
-        return values
-
-
-def _log_dz_dtheta(transform, theta, bounds):
-    """log |dz/dθ| of the network's transform z(θ); -inf where z is undefined."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if transform == "identity":
-            return np.zeros_like(theta)
-        if transform == "log10":
-            return np.where(theta > 0, -np.log(theta) - math.log(math.log(10.0)), -np.inf)
-        if transform == "logit":
-            low, high = bounds
-            inside = (theta > low) & (theta < high)
-            return np.where(inside, math.log(high - low) - np.log(theta - low)
-                            - np.log(high - theta), -np.inf)
-    raise EiKerasError(f"refine does not know the Jacobian of the {transform!r} transform")
-
-
-def _network_z(transform, theta, bounds):
-    """z(θ) without the logit's clipping: nan outside the bounds."""
-    if transform == "logit":
-        low, high = bounds
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z = np.log(theta - low) - np.log(high - theta)
-        return np.where((theta > low) & (theta < high), z, np.nan)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return forward_transform(transform, theta, bounds)
 
 
 class _Prior:
@@ -210,12 +103,12 @@ class _Network:
         log_jac = self.space.log_dtheta_du(u, theta)
         total = self.space.log_prior(u)
         for j, d in self.dims:
-            z = _network_z(d["transform"], theta[:, j], d["bounds"])
+            z = network_z(d["transform"], theta[:, j], d["bounds"])
             scale = self.widen * d["scale"]
             with np.errstate(invalid="ignore"):
                 log_normal = (-0.5 * ((z - d["loc"]) / scale) ** 2 - math.log(scale)
                               - 0.5 * math.log(2 * math.pi))
-            term = log_normal + _log_dz_dtheta(d["transform"], theta[:, j], d["bounds"]) + \
+            term = log_normal + log_dz_dtheta(d["transform"], theta[:, j], d["bounds"]) + \
                 log_jac[:, j]
             prior_j = log_expit(u[:, j]) + log_expit(-u[:, j])
             total = total - prior_j + np.where(np.isfinite(term), term, -np.inf)
@@ -272,55 +165,6 @@ class _Mixture:
             math.log(len(self.parts))
 
 
-def _curvature(points, residuals, step=1e-4):
-    """Gauss–Newton terms of the negative log posterior at each of ``points`` (k, d):
-    χ² (k,), gradient (k, d) and Hessian (k, d, d), from one batched simulation of the
-    points and their forward-difference neighbours. The Hessian is JᵀJ plus the logistic
-    prior's curvature 2 σ(u) σ(−u), so it is positive definite even along a direction the
-    readings do not constrain."""
-    k, d = points.shape
-    shifted = points[:, None, :] + step * np.eye(d)[None]
-    r = residuals(np.concatenate([points, shifted.reshape(k * d, d)]))
-    r0, r1 = r[:k], r[k:].reshape(k, d, -1)
-    jacobian = (r1 - r0[:, None, :]) / step
-    sig = expit(points)
-    gradient = np.einsum("kdm,km->kd", jacobian, r0) - (1.0 - 2.0 * sig)
-    hessian = np.einsum("kdm,kem->kde", jacobian, jacobian) + \
-        np.eye(d)[None] * (2.0 * sig * (1.0 - sig))[:, None, :]
-    return np.sum(r0**2, axis=1), gradient, hessian
-
-
-def _laplace(start, space, residuals, *, max_steps=10):
-    """Mode of the posterior in u by damped Gauss–Newton from ``start``, and the Hessian
-    there; ``residuals(u (k, d)) -> (k, m)`` standardised residuals. Each step is two
-    small batched simulations. Returns ``(mode, hessian, chi2 at the mode)``."""
-    u = start.astype(float)
-    alphas = np.array([1.0, 0.5, 0.25, 0.1])
-
-    def objective(points, chi):
-        return 0.5 * chi - space.log_prior(points)
-
-    chi_u, hessian = None, None
-    for _ in range(max_steps):
-        chi, gradient, hessian = _curvature(u[None, :], residuals)
-        chi_u, gradient, hessian = float(chi[0]), gradient[0], hessian[0]
-        if not (np.all(np.isfinite(hessian)) and np.all(np.isfinite(gradient))):
-            return u, None, chi_u
-        delta = -np.linalg.solve(hessian, gradient)
-        delta *= min(1.0, 3.0 / max(np.max(np.abs(delta)), 1e-300))  # at most 3 per step
-        candidates = u + alphas[:, None] * delta
-        chi_c = np.sum(residuals(candidates) ** 2, axis=1)
-        values = np.where(np.isfinite(chi_c), objective(candidates, chi_c), np.inf)
-        best = int(np.argmin(values))
-        current = float(objective(u[None, :], np.array([chi_u]))[0])
-        if not values[best] < current - 1e-6:
-            break
-        u, chi_u = candidates[best], float(chi_c[best])
-        if values[best] > current - 1e-3:
-            break
-    return u, hessian, chi_u
-
-
 def _refit(u, weights, ess, widen, residuals, n_kernels=KERNELS):
     """Two proposals refitted to weighted draws in u: a Student t with their mean and
     covariance (widened), and a mixture of local Laplace approximations — a Student t at
@@ -335,7 +179,7 @@ def _refit(u, weights, ess, widen, residuals, n_kernels=KERNELS):
     cov = cov + np.diag(np.var(u, axis=0) / max(ess, 1.0) ** 2 + 1e-10)
     order = np.argsort(weights)[::-1][:n_kernels]
     centres = u[order[weights[order] > 0]]
-    hessians = _curvature(centres, residuals)[2]
+    hessians = curvature(centres, residuals)[2]
     kernels = []
     for centre, hessian in zip(centres, hessians):
         if np.all(np.isfinite(hessian)):
@@ -412,7 +256,7 @@ def compare(network, exact, transform, bounds=None) -> dict:
 
     def z(summary):
         with np.errstate(divide="ignore", invalid="ignore"):
-            return [float(_network_z(transform, np.float64(summary[k]), bounds)) for k in keys]
+            return [float(network_z(transform, np.float64(summary[k]), bounds)) for k in keys]
 
     net, ex = z(network), z(exact)
     if not np.all(np.isfinite(net + ex)):  # outside the network's space: physical units
@@ -541,7 +385,7 @@ def refine(model_or_path, t, pH, known, *, n_samples=2000, noise_std=None, seed=
     decoded = {name: {**d, "loc": float(np.ravel(d["loc"])[0]),
                       "scale": float(np.ravel(d["scale"])[0]), "bounds": d.get("bounds")}
                for name, d in decoded.items()}
-    space = _PriorSpace(prior)
+    space = PriorSpace(prior)
     prior_q = _Prior(space)
     rng = np.random.default_rng(seed)
     n_samples = int(n_samples)
@@ -590,7 +434,7 @@ def refine(model_or_path, t, pH, known, *, n_samples=2000, noise_std=None, seed=
         if len(ess_per_round) == 1:
             log_post = np.where(valid, log_lik, -np.inf)
             log_post[valid] += space.log_prior(u[valid])
-            mode, hessian, mode_chi2 = _laplace(u[int(np.argmax(log_post))], space, residuals)
+            mode, hessian, mode_chi2 = laplace_mode(u[int(np.argmax(log_post))], space, residuals)
             best_chi2 = min(best_chi2, mode_chi2)
             if hessian is not None and np.all(np.isfinite(hessian)):
                 others.append(_StudentT(mode, widen**2 * np.linalg.inv(hessian)))

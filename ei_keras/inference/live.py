@@ -30,12 +30,13 @@ from ei_keras.inference.domain import (
     check_traces,
     finish,
     misfit_flags,
-    prior_edge_flags,
     trained_noise,
 )
 from ei_keras.inference.least_squares import validate_known
+from ei_keras.inference.laplace import exact_prior
 from ei_keras.inference.posterior import (
     _batch_inputs,
+    answer,
     forecast_from_draws,
     load_model,
     misfit_candidates,
@@ -44,7 +45,7 @@ from ei_keras.inference.settle import SettleRule
 from ei_keras.inference.trace_csv import PH_HEADERS, TIME_HEADERS, _column
 from ei_keras.models import decode_predictions, model_info, predict_batch
 from ei_keras.simulation import KNOWN_NAMES
-from ei_keras.targets import draw_latents, summarize
+from ei_keras.targets import draw_latents
 
 MIN_READINGS = 3
 
@@ -141,6 +142,7 @@ class LiveInference:
             raise EiKerasError(
                 f"live inference needs an any-format model (one trained with --prefix-length "
                 f"any); this one reads only fixed {info['time_scale']:g} s prefixes")
+        self.info, self.prior = info, exact_prior(self.model)
         self.domain, self.targets = info["domain"], list(info["target_names"])
         self.allow_extrapolation = bool(allow_extrapolation)
         # Refuse known inputs outside the trained ranges now, not at the third reading.
@@ -227,7 +229,8 @@ class LiveInference:
         return result
 
     def _network(self, t, pH):
-        """What ``posterior._run(check_fit=False)`` computes for one trace, with the trace
+        """What ``posterior._run(check_fit=False)`` computes for one trace (and its local
+        fits, which the misfit check reuses when it is due), with the trace
         NaN-padded (the binned encoding ignores padding) to one of a few widths: a backend
         that compiles per input shape (jax) then compiles once per width, not at every
         reading (on jax about 1 s per new length; padded, under a millisecond)."""
@@ -242,14 +245,13 @@ class LiveInference:
             "t": np.pad(t, pad, constant_values=np.nan), "known": known_rows})
         outputs["attention"] = np.asarray(outputs["attention"], dtype=float)[:, :m]
         decoded = decode_predictions(self.model, outputs)
-        summaries = summarize(decoded)
-        prior_edge_flags(self.domain, summaries,
-                         {name: d["transform"] for name, d in decoded.items()}, reports)
+        summaries, fits = answer(self.info, self.prior, decoded, t, pH, known_rows, reports,
+                                 check_fit=False, sharpen=True)
         outputs.update(domain=finish(reports), t=t, summaries=summaries)
-        return decoded, outputs, known_rows
+        return decoded, outputs, known_rows, fits
 
     def _answer(self, t, pH):
-        decoded, outputs, known_rows = self._network(t, pH)
+        decoded, outputs, known_rows, fits = self._network(t, pH)
         report = outputs["domain"][0]
         now = float(t[-1])
         every = self.check_fit_every_s
@@ -260,7 +262,7 @@ class LiveInference:
             readings = np.where(np.isfinite(used), pH[None, :].astype(np.float32), np.nan)
             misfit_flags(self.domain, readings,
                          misfit_candidates(decoded, used, readings, known_rows,
-                                           trained_noise(self.domain)),
+                                           trained_noise(self.domain), fits),
                          [report])
             misfit = {"at_s": now, "flags": report["flags"][before:],
                       "misfit_rms": report["misfit_rms"], "noise_std": report["noise_std"]}

@@ -15,15 +15,15 @@ from ei_keras.inference.model_file import check_model_archive
 from ei_keras.inference.domain import (
     MISFIT_DRAWS,
     MISFIT_RATIO,
-    candidate_offsets,
     check_traces,
     finish,
-    linear_fit,
     misfit_flags,
     prior_edge_flags,
     rms_misses,
     trained_noise,
 )
+from ei_keras.inference.laplace import exact_prior, local_fits
+from ei_keras.inference.laplace import sharpen as sharpen_answers
 from ei_keras.inference.least_squares import predict_readings, validate_known, validate_trace
 from ei_keras.models import decode_predictions, model_info, predict_batch
 from ei_keras.simulation import KNOWN_NAMES
@@ -97,38 +97,64 @@ def _batch_inputs(t, pH, known):
             np.stack(columns, axis=1).astype(np.float32))
 
 
-def misfit_candidates(decoded, t, pH, known_rows, noise_std, seed=0):
+def misfit_candidates(decoded, t, pH, known_rows, noise_std, fits, seed=0):
     """Per trace, the noise-free readings ``(k, m)`` at its own times (NaN where the time is
     padding) of the plausible answers the misfit check looks at, in two stages.
 
-    First the median and ±1 σ steps (:func:`~ei_keras.inference.domain.candidate_offsets`)
-    and their linear fit to the readings ``pH`` with reading noise ``noise_std``; only if
-    none of them comes within ``MISFIT_RATIO × noise_std`` (RMS) of the readings, also
-    ``MISFIT_DRAWS`` posterior draws (seeded by ``seed`` and the trace's row). One good
-    explanation clears the trace, so the verdict equals that of simulating all of them;
-    most traces need only the first stage (9 simulations for 4 parameters, not 25).
+    First the best explanation the local fit's simulations found (``fits``, from
+    :func:`~ei_keras.inference.laplace.local_fits`: the network's median and a Gauss–Newton
+    step from it); only if it misses the readings ``pH`` by more than ``MISFIT_RATIO ×
+    noise_std`` (RMS), also ``MISFIT_DRAWS`` posterior draws (seeded by ``seed`` and the
+    trace's row). One good explanation clears the trace, so most traces need no more
+    simulations than the local fit's.
     """
     n_params = len(decoded)
     predicted = []
-    for row in range(len(t)):
-        valid = np.isfinite(t[row])
-        times, readings = t[row, valid].astype(float), pH[row, valid].astype(float)
-        known = dict(zip(KNOWN_NAMES, known_rows[row].astype(float)))
-        simulated = predict_readings(times, known,
-                                     latents_at(decoded, row, candidate_offsets(n_params)))
-        found = np.vstack([simulated, linear_fit(simulated, readings, n_params, noise_std)])
-        if rms_misses(found, readings).min() > MISFIT_RATIO * noise_std:
+    for row, fit in enumerate(fits):
+        found = fit["best"][None, :]
+        valid = np.isfinite(pH[row]) & np.isfinite(found[0])
+        if not valid.any() or rms_misses(found[:, valid], pH[row, valid])[0] > \
+                MISFIT_RATIO * noise_std:
+            given = np.isfinite(t[row])
+            known = dict(zip(KNOWN_NAMES, known_rows[row].astype(float)))
             draws = np.random.default_rng([seed, row]).standard_normal((MISFIT_DRAWS, n_params))
-            found = np.vstack([found, predict_readings(times, known,
-                                                       latents_at(decoded, row, draws))])
-        padded = np.full((len(found), t.shape[1]), np.nan)
-        padded[:, valid] = found
-        predicted.append(padded)
+            more = np.full((MISFIT_DRAWS, t.shape[1]), np.nan)
+            more[:, given] = predict_readings(t[row, given].astype(float), known,
+                                              latents_at(decoded, row, draws))
+            found = np.vstack([found, more])
+        predicted.append(found)
     return predicted
 
 
-def _run(model_or_path, t, pH, known, *, allow_extrapolation=False, check_fit=True):
-    """Validate, guard the domain, run the model once.
+def answer(info, prior, decoded, t, pH, known_values, reports, *, check_fit, sharpen):
+    """From the network's answer ``decoded`` for the checked traces, what ``infer``
+    returns: the local fit (:mod:`ei_keras.inference.laplace`) that sharpens it where the
+    readings pin a parameter down (``sharpen``; ``decoded`` changed in place and a note in
+    the report), the summaries, the prior-edge flags and (``check_fit``) the misfit check.
+    Returns the summaries and the local fits (None when neither is asked for)."""
+    fits = local_fits(prior, decoded, t, pH, known_values) if check_fit or sharpen else None
+    if sharpen:
+        for report, names in zip(reports, sharpen_answers(decoded, fits)):
+            report["sharpened"] = names
+            if names:
+                report["notes"].append(
+                    f"the readings pin down {' and '.join(names)}: "
+                    f"{'its interval comes' if len(names) == 1 else 'their intervals come'} "
+                    f"from the simulator's local fit to them, narrower than the network's")
+    summaries = summarize(decoded)
+    prior_edge_flags(info["domain"], summaries,
+                     {name: d["transform"] for name, d in decoded.items()}, reports)
+    if check_fit:
+        noise = trained_noise(info["domain"])
+        misfit_flags(info["domain"], pH,
+                     misfit_candidates(decoded, t, pH, known_values, noise, fits), reports)
+    return summaries, fits
+
+
+def _run(model_or_path, t, pH, known, *, allow_extrapolation=False, check_fit=True,
+         sharpen=True):
+    """Validate, guard the domain, run the model once, sharpen and check its answer
+    (:func:`answer`).
 
     Returns ``(decoded, outputs, known_rows)``; ``outputs["domain"]`` holds one domain
     report per trace (see :mod:`ei_keras.inference.domain`) and ``outputs["t"]`` the
@@ -148,18 +174,14 @@ def _run(model_or_path, t, pH, known, *, allow_extrapolation=False, check_fit=Tr
                                   allow_extrapolation=allow_extrapolation)
     outputs = predict_batch(model, {"pH": pH, "t": t, "known": known_values})
     decoded = decode_predictions(model, outputs)
-    summaries = summarize(decoded)
-    prior_edge_flags(info["domain"], summaries,
-                     {name: d["transform"] for name, d in decoded.items()}, reports)
-    if check_fit:
-        noise = trained_noise(info["domain"])
-        candidates = misfit_candidates(decoded, t, pH, known_values, noise)
-        misfit_flags(info["domain"], pH, candidates, reports)
+    summaries, _ = answer(info, exact_prior(model), decoded, t, pH, known_values, reports,
+                          check_fit=check_fit, sharpen=sharpen)
     outputs["domain"], outputs["t"], outputs["summaries"] = finish(reports), t, summaries
     return decoded, outputs, known_values
 
 
-def infer(model_or_path, t, pH, known, *, allow_extrapolation=False, check_fit=True) -> dict:
+def infer(model_or_path, t, pH, known, *, allow_extrapolation=False, check_fit=True,
+          sharpen=True) -> dict:
     """Posterior of the latent parameters from raw readings.
 
     Parameters
@@ -175,11 +197,16 @@ def infer(model_or_path, t, pH, known, *, allow_extrapolation=False, check_fit=T
         Answer (flagged) when known inputs lie outside the model's training ranges,
         instead of refusing.
     check_fit : bool
-        Simulate the posterior median and a ±1 σ step along each parameter (one batched
-        simulator call per trace), fit the readings linearly from the steps, and, only if
-        none of these explains the readings, 16 posterior draws (see
-        :func:`misfit_candidates`); flag traces that even the best of these misses by far
-        more than the noise.
+        Flag traces that even the best explanation found misses by far more than the
+        noise: the local fit's simulations (the network's median and a Gauss–Newton step
+        from it), and only if none of these explains the readings, 16 posterior draws
+        (see :func:`misfit_candidates`).
+    sharpen : bool
+        Where the readings pin a parameter down (the prior carries under 30 % of its
+        precision at the local fit) and the local Laplace fit from the network's median
+        is narrower than the network's answer, answer it from that fit
+        (:func:`ei_keras.inference.laplace.sharpen`; two small simulator calls per trace,
+        shared with ``check_fit``). False: the network's answer alone.
 
     Returns
     -------
@@ -190,9 +217,10 @@ def infer(model_or_path, t, pH, known, *, allow_extrapolation=False, check_fit=T
         trained maximum, and on those a trace with more than 1.25× the readings the model was
         trained on left out: it is answered from one reading in k); and ``domain``: for a single
         1-D trace a dict ``{"ok": bool, "flags": [one sentence each], "notes": [what was
-        done that needs no flag, e.g. thinning], "checked": [...], "length_s",
-        "reading_interval_s", "readings" (those used), "misfit_rms", "noise_std"}``, for a
-        batch a list of such dicts.
+        done that needs no flag, e.g. thinning or sharpening], "checked": [...],
+        "length_s", "reading_interval_s", "readings" (those used), "sharpened" (the
+        parameters answered from the local fit), "misfit_rms", "noise_std"}``, for a batch
+        a list of such dicts.
 
     Raises
     ------
@@ -200,8 +228,8 @@ def infer(model_or_path, t, pH, known, *, allow_extrapolation=False, check_fit=T
         Fewer than 3 readings, times not increasing, pH outside 3–12, known inputs
         outside the trained ranges (unless ``allow_extrapolation``).
     """
-    _, outputs, _ = _run(model_or_path, t, pH, known,
-                         allow_extrapolation=allow_extrapolation, check_fit=check_fit)
+    _, outputs, _ = _run(model_or_path, t, pH, known, allow_extrapolation=allow_extrapolation,
+                         check_fit=check_fit, sharpen=sharpen)
     result = dict(outputs["summaries"])
     result["attention"] = np.asarray(outputs["attention"], dtype=float)
     single = np.ndim(pH) == 1
@@ -278,7 +306,7 @@ def time_to_threshold(t, readings, threshold):
 
 def forecast(model_or_path, t, pH, known, *, t_max=2000.0, n_times=1001, threshold=8.5,
              n_draws=200, seed=0, options=None, allow_extrapolation=False,
-             check_fit=True, exact=False) -> list:
+             check_fit=True, sharpen=True, exact=False) -> list:
     """Forecast each trace to ``t_max``: draws from the posterior through the simulator.
 
     Returns one :func:`forecast_from_draws` dict per trace (median and 5–95 % band of the
@@ -286,12 +314,12 @@ def forecast(model_or_path, t, pH, known, *, t_max=2000.0, n_times=1001, thresho
     reach ``threshold``), computed with a ``numpy.random.default_rng(seed)``; each also
     carries the trace's ``domain`` report (see :func:`infer`). With ``exact=True`` the
     draws come from each trace's exact posterior (:func:`ei_keras.refine`, importance
-    sampling; about a second per trace) instead of the network's. ``allow_extrapolation``
-    and ``check_fit`` as in :func:`infer`.
+    sampling; about a second per trace) instead of the network's. ``allow_extrapolation``,
+    ``check_fit`` and ``sharpen`` as in :func:`infer`.
     """
     decoded, outputs, known_rows = _run(model_or_path, t, pH, known,
                                         allow_extrapolation=allow_extrapolation,
-                                        check_fit=check_fit)
+                                        check_fit=check_fit, sharpen=sharpen)
     if exact:
         from ei_keras.inference.exact_posterior import exact_draws
         draws = exact_draws(model_or_path, t, pH, known, n_draws, seed=seed, options=options,

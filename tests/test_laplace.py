@@ -1,0 +1,121 @@
+"""The local Laplace fit and the sharpening it gives, against independent references
+(scipy's optimisers, hand-derived Jacobians of the coordinates)."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy.optimize import least_squares, minimize
+
+from ei_keras.inference.laplace import (
+    LAPLACE_FACTORS,
+    PRIOR_SHARE,
+    SHARPEN_FROM_S,
+    PriorSpace,
+    laplace_mode,
+    local_fits,
+    sharpen,
+)
+from ei_keras.simulation import KNOWN_NAMES
+from ei_keras.simulation.measurement import measure
+from ei_keras.simulation.priors import DEFAULT_PARAM_RANGES, simulator_conditions
+
+NOISE = 0.01
+PRIOR = {"param_ranges": dict(DEFAULT_PARAM_RANGES), "noise_std": NOISE,
+         "use_probe_lag": False, "use_offset": False}  # free: activity and k_d
+KNOWN = dict(substrate_mM=30.0, grams_urease_powder=0.2, volume_L=0.5, temperature_C=30.0,
+             initial_pH=7.02)
+
+
+def hand_decoded(activity, k_d, scale=0.5):
+    return {"activity": {"loc": np.array([math.log10(activity)]), "scale": np.array([scale]),
+                         "transform": "log10", "bounds": None},
+            "k_d": {"loc": np.array([0.0]), "scale": np.array([1.2]), "transform": "logit",
+                    "bounds": list(DEFAULT_PARAM_RANGES["k_d"])}}
+
+
+def test_the_gauss_newton_mode_is_the_posterior_mode_scipy_finds():
+    space = PriorSpace(PRIOR)
+    t = np.linspace(0.0, 10.0, 30)
+    truth = np.array([0.8, -0.4])
+    clean = 1.0 - np.exp(-np.exp(truth[0]) * t) * (1.0 + truth[1] * t / 10.0)
+    observed = clean + np.random.default_rng(0).normal(0.0, 0.02, t.size)
+
+    def residuals(u):
+        u = np.atleast_2d(u)
+        return (1.0 - np.exp(-np.exp(u[:, :1]) * t) * (1.0 + u[:, 1:] * t / 10.0)
+                - observed) / 0.02
+
+    def objective(u):
+        return 0.5 * np.sum(residuals(u) ** 2) - space.log_prior(u[None, :])[0]
+
+    mode, hessian, chi2 = laplace_mode(np.zeros(2), space, residuals, max_steps=30,
+                                       tolerance=1e-12)
+    reference = minimize(objective, np.zeros(2), method="Nelder-Mead",
+                         options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20000}).x
+    np.testing.assert_allclose(mode, reference, atol=1e-4)
+    # The default tolerance (0.01 in log density) stops within a fifth of a posterior σ.
+    rough = laplace_mode(np.zeros(2), space, residuals)[0]
+    assert np.all(np.abs(rough - reference) < 0.2 * np.sqrt(np.diag(np.linalg.inv(hessian))))
+    assert chi2 == pytest.approx(np.sum(residuals(mode) ** 2), rel=1e-9)
+    # The Hessian: JᵀJ (central differences here) plus the logistic prior's curvature.
+    step = 1e-6
+    jacobian = np.stack([(residuals(mode + step * e)[0] - residuals(mode - step * e)[0])
+                         / (2 * step) for e in np.eye(2)], axis=1)
+    prior_curvature = 2.0 / (np.exp(mode) + 2.0 + np.exp(-mode))
+    np.testing.assert_allclose(hessian, jacobian.T @ jacobian + np.diag(prior_curvature),
+                               rtol=1e-3)
+
+
+def test_the_local_fit_of_a_simulated_trace_reaches_the_least_squares_fit():
+    """From a poor start the local fit lands where scipy's least squares of the same
+    posterior (readings and the logistic prior as residuals) lands, within a fifth of a
+    posterior σ, and its best explanation misses the readings by about the noise."""
+    space = PriorSpace(PRIOR)
+    t = np.arange(0.0, 120.0, 1.0)
+    latent = dict(activity=0.05, k_d=1e-3, tau_probe=0.0, pH_offset=0.0)
+    case = {name: np.array([value]) for name, value in {**KNOWN, **latent}.items()}
+    pH = measure(simulator_conditions(case), t, tau_probe=0.0, pH_offset=0.0, noise_std=NOISE,
+                 rng=np.random.default_rng(3))[0]
+    known_rows = np.array([[KNOWN[name] for name in KNOWN_NAMES]])
+    (fit,) = local_fits(PRIOR, hand_decoded(0.03, 1e-3), t[None], pH[None], known_rows)
+
+    from ei_keras.inference.least_squares import predict_readings
+
+    def stacked(u):  # residuals whose half squared sum is the negative log posterior
+        known = dict(zip(KNOWN_NAMES, known_rows[0]))
+        r = (predict_readings(t, known, space.latents(space.theta(u[None, :])))[0] - pH) / NOISE
+        prior = np.sqrt(2.0 * -(np.log(1 / (1 + np.exp(-u))) + np.log(1 / (1 + np.exp(u)))))
+        return np.concatenate([r, prior])
+
+    reference = least_squares(stacked, fit["mode"] + 0.3, x_scale=0.1, xtol=1e-12).x
+    sigma = np.sqrt(np.diag(fit["cov"]))
+    assert np.all(np.abs(fit["mode"] - reference) < 0.2 * sigma), (fit["mode"], reference, sigma)
+    assert np.sqrt(np.mean((fit["best"] - pH) ** 2)) < 1.2 * NOISE
+    assert fit["cov"].shape == (2, 2) and np.all(np.linalg.eigvalsh(fit["cov"]) > 0)
+
+
+def test_sharpen_answers_from_the_fit_only_where_the_readings_pin_a_parameter_down():
+    space = PriorSpace(PRIOR)
+    # activity: the readings carry nearly all its precision (prior share 0.5 × 0.01);
+    # k_d: the prior carries it all (share 0.5 × 4 > PRIOR_SHARE).
+    fit = {"space": space, "mode": np.zeros(2), "cov": np.diag([0.01, 4.0]), "chi2": 1.0,
+           "best": None, "span_s": SHARPEN_FROM_S}
+    decoded = hand_decoded(0.03, 1e-3)
+    before = {name: {k: np.array(v, copy=True) if isinstance(v, np.ndarray) else v
+                     for k, v in d.items()} for name, d in decoded.items()}
+    assert sharpen(decoded, [fit]) == [["activity"]]
+    assert 2.0 * 0.25 * 4.0 > PRIOR_SHARE > 2.0 * 0.25 * 0.01
+    low, high = (math.log(v) for v in DEFAULT_PARAM_RANGES["activity"])
+    # u = 0 is the middle of log activity's range; dz/du = width · ¼ / ln 10.
+    assert decoded["activity"]["loc"][0] == pytest.approx((low + high) / 2 / math.log(10))
+    assert decoded["activity"]["scale"][0] == pytest.approx(
+        LAPLACE_FACTORS["activity"] * 0.1 * (high - low) * 0.25 / math.log(10))
+    assert decoded["k_d"]["loc"][0] == before["k_d"]["loc"][0]
+    assert decoded["k_d"]["scale"][0] == before["k_d"]["scale"][0]
+    # Never wider than the network: a network already sharper than the fit keeps its answer.
+    narrow = hand_decoded(0.03, 1e-3, scale=0.01)
+    assert sharpen(narrow, [fit]) == [[]] and narrow["activity"]["scale"][0] == 0.01
+    # No finite Hessian, or a trace too short for the local Gaussian: nothing sharpened.
+    assert sharpen(hand_decoded(0.03, 1e-3), [{**fit, "cov": None}]) == [[]]
+    assert sharpen(hand_decoded(0.03, 1e-3), [{**fit, "span_s": SHARPEN_FROM_S - 1}]) == [[]]
