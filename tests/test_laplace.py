@@ -19,6 +19,7 @@ from ei_keras.inference.laplace import (
 from ei_keras.simulation import KNOWN_NAMES
 from ei_keras.simulation.measurement import measure
 from ei_keras.simulation.priors import DEFAULT_PARAM_RANGES, simulator_conditions
+from ei_keras.targets import inverse_transform, physical_moments
 
 NOISE = 0.01
 PRIOR = {"param_ranges": dict(DEFAULT_PARAM_RANGES), "noise_std": NOISE,
@@ -28,10 +29,15 @@ KNOWN = dict(substrate_mM=30.0, grams_urease_powder=0.2, volume_L=0.5, temperatu
 
 
 def hand_decoded(activity, k_d, scale=0.5):
-    return {"activity": {"loc": np.array([math.log10(activity)]), "scale": np.array([scale]),
-                         "transform": "log10", "bounds": None},
-            "k_d": {"loc": np.array([0.0]), "scale": np.array([1.2]), "transform": "logit",
-                    "bounds": list(DEFAULT_PARAM_RANGES["k_d"])}}
+    """The network's answer for one trace, with its physical-unit summaries."""
+    decoded = {"activity": {"loc": np.array([math.log10(activity)]), "scale": np.array([scale]),
+                            "transform": "log10", "bounds": None},
+               "k_d": {"loc": np.array([0.0]), "scale": np.array([1.2]), "transform": "logit",
+                       "bounds": list(DEFAULT_PARAM_RANGES["k_d"])}}
+    for d in decoded.values():
+        d["mean"], d["std"] = physical_moments(d["loc"], d["scale"], d["transform"], d["bounds"])
+        d["median"] = inverse_transform(d["transform"], d["loc"], d["bounds"])
+    return decoded
 
 
 def test_the_gauss_newton_mode_is_the_posterior_mode_scipy_finds():
@@ -111,6 +117,12 @@ def test_sharpen_answers_from_the_fit_only_where_the_readings_pin_a_parameter_do
     assert decoded["activity"]["loc"][0] == pytest.approx((low + high) / 2 / math.log(10))
     assert decoded["activity"]["scale"][0] == pytest.approx(
         LAPLACE_FACTORS["activity"] * 0.1 * (high - low) * 0.25 / math.log(10))
+    # Its physical summaries follow: the median is 10 ** loc, the mean that of a log-normal.
+    sharpened = decoded["activity"]
+    assert sharpened["median"][0] == pytest.approx(10 ** sharpened["loc"][0])
+    sigma_ln = sharpened["scale"][0] * math.log(10)
+    assert sharpened["mean"][0] == pytest.approx(
+        sharpened["median"][0] * math.exp(sigma_ln**2 / 2))
     assert decoded["k_d"]["loc"][0] == before["k_d"]["loc"][0]
     assert decoded["k_d"]["scale"][0] == before["k_d"]["scale"][0]
     # Never wider than the network: a network already sharper than the fit keeps its answer.

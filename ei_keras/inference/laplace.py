@@ -30,7 +30,7 @@ from ei_keras.inference.least_squares import predict_readings
 from ei_keras.models import model_info
 from ei_keras.simulation import KNOWN_NAMES, LATENT_NAMES
 from ei_keras.simulation.priors import DEFAULT_PARAM_RANGES, LOG_UNIFORM_NAMES
-from ei_keras.targets import forward_transform, inverse_transform
+from ei_keras.targets import forward_transform, inverse_transform, physical_moments
 
 # Training noise σ (pH) assumed for a model that does not record its domain.
 DEFAULT_NOISE_STD = 0.01
@@ -291,6 +291,17 @@ def local_fits(prior, decoded, t, pH, known_rows, *, steps=SHARPEN_STEPS,
     return fits
 
 
+def _replace_answer(d, row, loc, scale):
+    """Set one row of a decoded parameter to the Gaussian (loc, scale) in its space, with the
+    physical-unit summaries that go with it (where ``d`` carries them)."""
+    d["loc"][row], d["scale"][row] = loc, scale
+    if "median" in d:
+        loc, scale = np.array([loc]), np.array([scale])
+        mean, std = physical_moments(loc, scale, d["transform"], d.get("bounds"))
+        d["median"][row] = inverse_transform(d["transform"], loc, d.get("bounds"))[0]
+        d["mean"][row], d["std"][row] = mean[0], std[0]
+
+
 def sharpen(decoded, fits, factors=None) -> list:
     """Answer each parameter of a trace spanning at least ``SHARPEN_FROM_S`` from its local
     fit (:func:`local_fits`) where the readings carry most of its precision (the prior's
@@ -318,7 +329,7 @@ def sharpen(decoded, fits, factors=None) -> list:
                                                        bounds)[0]))
                 sigma = factors.get(name, 1.0) * math.sqrt(variance) * dtheta_du[j] * dz_dtheta
                 if math.isfinite(z) and 0.0 < sigma < float(d["scale"][row]):
-                    d["loc"][row], d["scale"][row] = z, sigma
+                    _replace_answer(d, row, z, sigma)
                     names.append(name)
         sharpened.append(names)
     return sharpened
