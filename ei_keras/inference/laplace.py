@@ -243,10 +243,8 @@ def start_point(space, decoded, row):
 
 def local_fits(prior, decoded, t, pH, known_rows, *, steps=SHARPEN_STEPS,
                progress=False) -> list:
-    """Per trace, the local Laplace fit of the posterior from the network's median: up to
-    ``steps`` Gauss–Newton steps for a trace spanning at least ``SHARPEN_FROM_S``, one for a
-    shorter one (which :func:`sharpen` leaves alone; the misfit check still uses its best
-    explanation).
+    """Per trace, the local Laplace fit of the posterior from the network's median (up to
+    ``steps`` Gauss–Newton steps; it stops once converged).
 
     ``prior`` as :func:`exact_prior` returns it; ``decoded`` the network's answer (a
     :meth:`~ei_keras.targets.TargetCodec.decode` result); ``t``, ``pH`` (n, m) with NaN
@@ -275,10 +273,8 @@ def local_fits(prior, decoded, t, pH, known_rows, *, steps=SHARPEN_STEPS,
                 best["chi2"], best["readings"] = chi.min(), predicted[int(np.argmin(chi))]
             return standardised
 
-        span = float(times[-1] - times[0]) if times.size else 0.0
-        # A trace too short to be sharpened needs only the misfit check's first look.
         mode, hessian, chi2 = laplace_mode(start_point(space, decoded, row), space, residuals,
-                                           max_steps=steps if span >= SHARPEN_FROM_S else 1)
+                                           max_steps=steps)
         cov = None
         if hessian is not None and np.all(np.isfinite(hessian)):
             dof = readings.size - len(space.names)
@@ -287,7 +283,7 @@ def local_fits(prior, decoded, t, pH, known_rows, *, steps=SHARPEN_STEPS,
         if best["readings"] is not None:
             found[valid] = best["readings"]
         fits.append({"space": space, "mode": mode, "cov": cov, "chi2": chi2, "best": found,
-                     "span_s": span})
+                     "span_s": float(times[-1] - times[0]) if times.size else 0.0})
     return fits
 
 
