@@ -8,9 +8,9 @@ it costs, against the previous check (64 random posterior draws) in the same run
 Draws ``--traces`` traces of an any-format test set (e.g. the format grid of the README),
 runs the network on each, and computes the best RMS misfit of (a) today's candidates
 (:func:`ei_keras.inference.posterior.misfit_candidates`: the best explanation the local fit
-simulated — the median and a damped Gauss–Newton step from it, which ``infer`` also uses
-to sharpen its answer and whose cost is counted here in full — then 16 draws only where
-it misses the trace) and (b) the median and 64 random draws.
+simulated — the median and the damped Gauss–Newton steps from it to the mode, which
+``infer`` uses to sharpen its answer and whose cost is counted here in full — then 16
+draws only where it misses the trace) and (b) the median and 64 random draws.
 A trace is flagged above ``MISFIT_RATIO`` × the training noise. Three traces unlike the
 chemistry (falling, oscillating, accelerating) must be flagged by both.
 """

@@ -20,10 +20,10 @@ PH_RANGE = (3.0, 12.0)
 # Misfit flag: even the best explanation the check finds misses the readings by more than
 # this many times the training noise (root mean square).
 MISFIT_RATIO = 2.5
-# The check looks first at what the local fit simulated (the posterior median and a
-# Gauss–Newton step from it, ei_keras.inference.laplace); only when none of those explains
-# the readings does it also simulate MISFIT_DRAWS posterior draws (one good explanation is
-# enough).
+# The check looks first at what the local fit simulated (the posterior median and the
+# Gauss–Newton steps from it to the mode, ei_keras.inference.laplace); only when none of
+# those explains the readings does it also simulate MISFIT_DRAWS posterior draws (one good
+# explanation is enough).
 MISFIT_DRAWS = 16
 # Relative slack on the trained ranges of known inputs (exact: they are the prior's), and
 # on the trained lengths and spacings (observed in float32 data: 1 %).

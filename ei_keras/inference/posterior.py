@@ -102,10 +102,10 @@ def misfit_candidates(decoded, t, pH, known_rows, noise_std, fits, seed=0):
     padding) of the plausible answers the misfit check looks at, in two stages.
 
     First the best explanation the local fit's simulations found (``fits``, from
-    :func:`~ei_keras.inference.laplace.local_fits`: the network's median and a Gauss–Newton
-    step from it); only if it misses the readings ``pH`` by more than ``MISFIT_RATIO ×
-    noise_std`` (RMS), also ``MISFIT_DRAWS`` posterior draws (seeded by ``seed`` and the
-    trace's row). One good explanation clears the trace, so most traces need no more
+    :func:`~ei_keras.inference.laplace.local_fits`: the network's median and the
+    Gauss–Newton steps from it to the mode); only if it misses the readings ``pH`` by more
+    than ``MISFIT_RATIO × noise_std`` (RMS), also ``MISFIT_DRAWS`` posterior draws (seeded by
+    ``seed`` and the trace's row). One good explanation clears the trace, so most traces need no more
     simulations than the local fit's.
     """
     n_params = len(decoded)
@@ -198,15 +198,15 @@ def infer(model_or_path, t, pH, known, *, allow_extrapolation=False, check_fit=T
         instead of refusing.
     check_fit : bool
         Flag traces that even the best explanation found misses by far more than the
-        noise: the local fit's simulations (the network's median and a Gauss–Newton step
-        from it), and only if none of these explains the readings, 16 posterior draws
-        (see :func:`misfit_candidates`).
+        noise: the local fit's simulations (the network's median and the Gauss–Newton
+        steps from it to the posterior mode), and only if none of these explains the
+        readings, 16 posterior draws (see :func:`misfit_candidates`).
     sharpen : bool
-        Where the readings pin a parameter down (the prior carries under 30 % of its
-        precision at the local fit) and the local Laplace fit from the network's median
-        is narrower than the network's answer, answer it from that fit
-        (:func:`ei_keras.inference.laplace.sharpen`; two small simulator calls per trace,
-        shared with ``check_fit``). False: the network's answer alone.
+        On a trace spanning 60 s or more, where the readings pin a parameter down (the
+        prior carries under 10 % of its precision at the local fit's mode) and the
+        local Laplace fit is narrower than the network's answer, answer that parameter
+        from the fit (:func:`ei_keras.inference.laplace.sharpen`; a few small simulator
+        calls per trace, shared with ``check_fit``). False: the network's answer alone.
 
     Returns
     -------
