@@ -105,8 +105,8 @@ def misfit_candidates(decoded, t, pH, known_rows, noise_std, fits, seed=0):
     :func:`~ei_keras.inference.laplace.local_fits`: the network's median and the
     Gauss–Newton steps from it to the mode); only if it misses the readings ``pH`` by more
     than ``MISFIT_RATIO × noise_std`` (RMS), also ``MISFIT_DRAWS`` posterior draws (seeded by
-    ``seed`` and the trace's row). One good explanation clears the trace, so most traces need no more
-    simulations than the local fit's.
+    ``seed`` and the trace's row). One good explanation clears the trace, so most traces need
+    no more simulations than the local fit's.
     """
     n_params = len(decoded)
     predicted = []
