@@ -144,3 +144,26 @@ def test_infer_cli_cuts_a_long_trace_as_the_package_does_and_says_so(tmp_path, c
     assert "the trace runs to 1200 s; only its first" in out
     assert "k_d [1/s]" in out and "] 1/s" in out  # values with their units
     assert "inf" not in out.replace("information", "")
+
+
+def test_infer_cli_sharpens_a_long_trace_unless_asked_for_the_network_alone(tmp_path, capsys):
+    from ei_keras.inference.traces import simulated_trace
+
+    known = dict(substrate_mM=30.0, grams_urease_powder=0.2, volume_L=0.5, temperature_C=30.0,
+                 initial_pH=7.02)
+    run = simulated_trace(known, dict(activity=0.05, k_d=1e-3, tau_probe=5.0, pH_offset=0.02),
+                          600.0, 1.0, noise_std=0.01, seed=0)
+    csv = tmp_path / "run.csv"
+    csv.write_text("time,pH\n" + "".join(f"{a:g},{b:.4f}\n" for a, b in zip(run["t"], run["pH"])))
+    flags = ["infer", "--csv", str(csv), "--substrate-mM", "30", "--grams", "0.2",
+             "--volume-L", "0.5", "--temperature-C", "30", "--initial-pH", "7.02"]
+    widths = {}
+    for label, extra in (("default", []), ("network", ["--network-only"])):
+        out_json = tmp_path / f"{label}.json"
+        assert main([*flags, *extra, "--json", str(out_json)]) in (0, None)
+        printed = capsys.readouterr().out
+        result = json.loads(out_json.read_text())
+        assert ("note: the readings pin down" in printed) == (label == "default")
+        assert bool(result["domain"]["sharpened"]) == (label == "default")
+        widths[label] = result["k_d"]["hi90"] - result["k_d"]["lo90"]
+    assert widths["default"] < 0.8 * widths["network"]

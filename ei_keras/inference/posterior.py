@@ -133,14 +133,14 @@ def answer(info, prior, decoded, t, pH, known_values, reports, *, check_fit, sha
     the report), the summaries, the prior-edge flags and (``check_fit``) the misfit check.
     Returns the summaries and the local fits (None when neither is asked for)."""
     fits = local_fits(prior, decoded, t, pH, known_values) if check_fit or sharpen else None
-    if sharpen:
-        for report, names in zip(reports, sharpen_answers(decoded, fits)):
-            report["sharpened"] = names
-            if names:
-                report["notes"].append(
-                    f"the readings pin down {' and '.join(names)}: "
-                    f"{'its interval comes' if len(names) == 1 else 'their intervals come'} "
-                    f"from the simulator's local fit to them, narrower than the network's")
+    sharpened = sharpen_answers(decoded, fits) if sharpen else [[] for _ in reports]
+    for report, names in zip(reports, sharpened):
+        report["sharpened"] = names
+        if names:
+            report["notes"].append(
+                f"the readings pin down {' and '.join(names)}: "
+                f"{'its interval comes' if len(names) == 1 else 'their intervals come'} "
+                f"from the simulator's local fit to them, narrower than the network's")
     summaries = summarize(decoded)
     prior_edge_flags(info["domain"], summaries,
                      {name: d["transform"] for name, d in decoded.items()}, reports)
