@@ -304,7 +304,8 @@ def sharpen(decoded, fits, factors=None) -> list:
     share under ``PRIOR_SHARE``) and the fit's σ is below the network's: ``decoded``'s
     ``loc`` and ``scale`` are replaced there, in place, by the mode and the Laplace σ
     (delta method into the network's space) times its factor (``factors``, default
-    ``LAPLACE_FACTORS``). Returns per trace the names of the parameters answered so."""
+    ``LAPLACE_FACTORS``), and its ``median, mean, std`` to match. Returns per trace the
+    names of the parameters answered so."""
     factors = LAPLACE_FACTORS if factors is None else factors
     sharpened = []
     for row, fit in enumerate(fits):
