@@ -23,7 +23,13 @@ import ei_keras
 from ei_keras.data import load_any_format
 from ei_keras.evaluation.evaluate import _rows_of, decode_dataset, thinned_as_infer
 from ei_keras.inference import load_model
-from ei_keras.inference.laplace import LAPLACE_FACTORS, exact_prior, local_fits, sharpen
+from ei_keras.inference.laplace import (
+    LAPLACE_FACTORS,
+    SHARPEN_FROM_S,
+    exact_prior,
+    local_fits,
+    sharpen,
+)
 from ei_keras.targets import forward_transform
 
 Z90 = 1.6448536269514722
@@ -41,12 +47,15 @@ def main():
     data, _ = thinned_as_infer(model, _rows_of(data, np.arange(min(args.traces, len(data.pH)))))
     network, _ = decode_dataset(model, data)
     started = time.perf_counter()
-    fits = local_fits(exact_prior(model), network, data.t, data.pH, data.known, progress=True)
-    seconds = (time.perf_counter() - started) / len(fits)
+    fits = local_fits(exact_prior(model), network, data.t, data.pH, data.known,
+                      min_span_s=SHARPEN_FROM_S, progress=True)
+    fitted = sum(fit is not None for fit in fits)
+    seconds = (time.perf_counter() - started) / max(fitted, 1)
     raw, shipped = copy.deepcopy(network), copy.deepcopy(network)
     raw_names = sharpen(raw, fits, factors={name: 1.0 for name in network})
     shipped_names = sharpen(shipped, fits)
-    print(f"{len(fits)} traces of {args.data}; local fit {seconds * 1e3:.1f} ms a trace")
+    print(f"{len(fits)} traces of {args.data}; {fitted} of {SHARPEN_FROM_S:g} s or more "
+          f"fitted, {seconds * 1e3:.1f} ms each")
     print(f"{'parameter':<10} {'sharpened':>9} {'factor':>7} {'cov90 raw':>10} "
           f"{'shipped':>8} {'network':>8} {'σ fit/net':>10}  (shipped factor, its share)")
     for j, name in enumerate(data.latent_names):

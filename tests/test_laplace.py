@@ -73,7 +73,7 @@ def test_the_gauss_newton_mode_is_the_posterior_mode_scipy_finds():
                                rtol=1e-3)
 
 
-def test_the_local_fit_of_a_simulated_trace_reaches_the_least_squares_fit():
+def test_the_local_fit_of_a_simulated_trace_reaches_the_least_squares_fit(monkeypatch):
     """From a poor start the local fit lands where scipy's least squares of the same
     posterior (readings and the logistic prior as residuals) lands, within a fifth of a
     posterior σ, and its best explanation misses the readings by about the noise."""
@@ -99,6 +99,10 @@ def test_the_local_fit_of_a_simulated_trace_reaches_the_least_squares_fit():
     assert np.all(np.abs(fit["mode"] - reference) < 0.2 * sigma), (fit["mode"], reference, sigma)
     assert np.sqrt(np.mean((fit["best"] - pH) ** 2)) < 1.2 * NOISE
     assert fit["cov"].shape == (2, 2) and np.all(np.linalg.eigvalsh(fit["cov"]) > 0)
+    # A trace shorter than min_span_s is not fitted at all (sharpen would leave it alone).
+    monkeypatch.setattr("ei_keras.inference.laplace.predict_readings", None)
+    assert local_fits(PRIOR, hand_decoded(0.03, 1e-3), t[None], pH[None], known_rows,
+                      min_span_s=t[-1] + 1) == [None]
 
 
 def test_sharpen_answers_from_the_fit_only_where_the_readings_pin_a_parameter_down():

@@ -29,7 +29,7 @@ from ei_keras.inference.posterior import (
     time_to_threshold,
     trained_prefix_length,
 )
-from ei_keras.inference.laplace import exact_prior, local_fits
+from ei_keras.inference.laplace import SHARPEN_FROM_S, exact_prior, local_fits
 from ei_keras.inference.laplace import sharpen as sharpen_answers
 from ei_keras.models import decode_predictions, model_info
 from ei_keras.simulation import KNOWN_NAMES
@@ -190,7 +190,7 @@ def evaluate(model_path, data_path, out_dir, *, n_forecast=100, n_baseline=50, n
     share_sharpened = None
     if sharpen:
         fits = local_fits(exact_prior(model), decoded, data.t, data.pH, data.known,
-                          progress=progress)
+                          min_span_s=SHARPEN_FROM_S, progress=progress)
         names = sharpen_answers(decoded, fits)
         share_sharpened = {name: float(np.mean([name in row for row in names]))
                            for name in decoded}

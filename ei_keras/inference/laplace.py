@@ -241,10 +241,12 @@ def start_point(space, decoded, row):
     return u
 
 
-def local_fits(prior, decoded, t, pH, known_rows, *, steps=SHARPEN_STEPS,
+def local_fits(prior, decoded, t, pH, known_rows, *, steps=SHARPEN_STEPS, min_span_s=0.0,
                progress=False) -> list:
     """Per trace, the local Laplace fit of the posterior from the network's median (up to
-    ``steps`` Gauss–Newton steps; it stops once converged).
+    ``steps`` Gauss–Newton steps; it stops once converged); None, with no simulation, for a
+    trace spanning less than ``min_span_s`` (``SHARPEN_FROM_S`` where only :func:`sharpen`
+    will read the fits).
 
     ``prior`` as :func:`exact_prior` returns it; ``decoded`` the network's answer (a
     :meth:`~ei_keras.targets.TargetCodec.decode` result); ``t``, ``pH`` (n, m) with NaN
@@ -261,6 +263,10 @@ def local_fits(prior, decoded, t, pH, known_rows, *, steps=SHARPEN_STEPS,
     for row in tqdm(range(len(t)), desc="local fits", disable=not progress):
         valid = np.isfinite(t[row]) & np.isfinite(pH[row])
         times, readings = t[row, valid].astype(float), pH[row, valid].astype(float)
+        span = float(times[-1] - times[0]) if times.size else 0.0
+        if span < min_span_s:
+            fits.append(None)
+            continue
         known = dict(zip(KNOWN_NAMES, np.asarray(known_rows[row], dtype=float)))
         best = {"chi2": np.inf, "readings": None}
 
@@ -283,7 +289,7 @@ def local_fits(prior, decoded, t, pH, known_rows, *, steps=SHARPEN_STEPS,
         if best["readings"] is not None:
             found[valid] = best["readings"]
         fits.append({"space": space, "mode": mode, "cov": cov, "chi2": chi2, "best": found,
-                     "span_s": float(times[-1] - times[0]) if times.size else 0.0})
+                     "span_s": span})
     return fits
 
 
@@ -310,7 +316,7 @@ def sharpen(decoded, fits, factors=None) -> list:
     sharpened = []
     for row, fit in enumerate(fits):
         names = []
-        if fit["cov"] is not None and fit["span_s"] >= SHARPEN_FROM_S:
+        if fit is not None and fit["cov"] is not None and fit["span_s"] >= SHARPEN_FROM_S:
             space, mode = fit["space"], fit["mode"]
             theta = space.theta(mode[None, :])
             dtheta_du = np.exp(space.log_dtheta_du(mode[None, :], theta))[0]

@@ -33,7 +33,7 @@ from ei_keras.inference.domain import (
     trained_noise,
 )
 from ei_keras.inference.least_squares import validate_known
-from ei_keras.inference.laplace import exact_prior
+from ei_keras.inference.laplace import exact_prior, local_fits
 from ei_keras.inference.posterior import (
     _batch_inputs,
     answer,
@@ -260,6 +260,8 @@ class LiveInference:
             before = len(report["flags"])
             used = outputs["t"]
             readings = np.where(np.isfinite(used), pH[None, :].astype(np.float32), np.nan)
+            if fits[0] is None:  # too short to be sharpened, so not fitted until now
+                fits = local_fits(self.prior, decoded, used, readings, known_rows)
             misfit_flags(self.domain, readings,
                          misfit_candidates(decoded, used, readings, known_rows,
                                            trained_noise(self.domain), fits),

@@ -22,7 +22,7 @@ from ei_keras.inference.domain import (
     rms_misses,
     trained_noise,
 )
-from ei_keras.inference.laplace import exact_prior, local_fits
+from ei_keras.inference.laplace import SHARPEN_FROM_S, exact_prior, local_fits
 from ei_keras.inference.laplace import sharpen as sharpen_answers
 from ei_keras.inference.least_squares import predict_readings, validate_known, validate_trace
 from ei_keras.models import decode_predictions, model_info, predict_batch
@@ -131,8 +131,12 @@ def answer(info, prior, decoded, t, pH, known_values, reports, *, check_fit, sha
     returns: the local fit (:mod:`ei_keras.inference.laplace`) that sharpens it where the
     readings pin a parameter down (``sharpen``; ``decoded`` changed in place and a note in
     the report), the summaries, the prior-edge flags and (``check_fit``) the misfit check.
-    Returns the summaries and the local fits (None when neither is asked for)."""
-    fits = local_fits(prior, decoded, t, pH, known_values) if check_fit or sharpen else None
+    Returns the summaries and the local fits (None when neither is asked for; without
+    ``check_fit``, None for a trace too short to be sharpened)."""
+    fits = None
+    if check_fit or sharpen:  # the misfit check reads every trace's fit, sharpen long ones'
+        fits = local_fits(prior, decoded, t, pH, known_values,
+                          min_span_s=0.0 if check_fit else SHARPEN_FROM_S)
     sharpened = sharpen_answers(decoded, fits) if sharpen else [[] for _ in reports]
     for report, names in zip(reports, sharpened):
         report["sharpened"] = names
