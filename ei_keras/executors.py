@@ -80,7 +80,7 @@ def import_distributed():
 
 
 def _init_pool_worker():
-    # The parent handles Ctrl-C and stops the pool; SIGTERM from the pool just ends us.
+    # The parent handles Ctrl-C and stops the pool; SIGTERM just ends us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
@@ -97,9 +97,25 @@ def pool_results(jobs, workers, function):
         yield map(function, jobs)
         return
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    context = multiprocessing.get_context(method)
-    with context.Pool(min(workers, len(jobs)), initializer=_init_pool_worker) as pool:
-        yield pool.imap_unordered(function, jobs)
+    # Not multiprocessing.Pool: interrupted while a worker was writing a large result, its
+    # terminate() waited forever for the result pipe's lock (a Ctrl-C'd generate hung).
+    # The executor's own thread reads results until its workers end; on leaving early, the
+    # jobs not started are cancelled and the running ones finish (one chunk each).
+    with concurrent.futures.ProcessPoolExecutor(
+            min(workers, len(jobs)), mp_context=multiprocessing.get_context(method),
+            initializer=_init_pool_worker) as pool:
+        waiting = {pool.submit(function, job) for job in jobs}
+
+        def finished():  # a result is held only until it is handed on
+            for future in concurrent.futures.as_completed(waiting):
+                waiting.discard(future)
+                yield future.result()
+
+        try:
+            yield finished()
+        finally:
+            for future in waiting:
+                future.cancel()
 
 
 @contextlib.contextmanager
