@@ -6,11 +6,13 @@
 For every trace: the network's answer, its local Laplace fit
 (:func:`ei_keras.inference.laplace.local_fits`) and, for each parameter the fit would
 answer with its raw σ (:func:`~ei_keras.inference.laplace.sharpen` with factors 1), the
-truth's z-score under the fit's Gaussian. Prints per parameter the traces sharpened, the
-factor ``q90(|z|) / 1.645`` that makes the fit's 90 % intervals hold 90 % of those truths
+truth's z-score under the fit's Gaussian. Prints per parameter and per band of readings
+(fewer than ``MANY_READINGS``, as many or more) the traces sharpened, the factor
+``q90(|z|) / 1.645`` that makes the fit's 90 % intervals hold 90 % of those truths
 (``LAPLACE_FACTORS`` in ``ei_keras/inference/laplace.py`` come from this on the calibration
-set, never from a test set), the 90 % coverage of the raw fit, of the fit with the shipped
-factors and of the network on the same traces, and the median σ_fit / σ_network.
+set, never from a test set) with its bootstrap standard error, the 90 % coverage of the raw
+fit, of the fit with the shipped factors and of the network on the same traces, and the
+median σ_fit / σ_network.
 """
 
 import argparse
@@ -25,6 +27,7 @@ from ei_keras.evaluation.evaluate import _rows_of, decode_dataset, thinned_as_in
 from ei_keras.inference import load_model
 from ei_keras.inference.laplace import (
     LAPLACE_FACTORS,
+    MANY_READINGS,
     SHARPEN_FROM_S,
     exact_prior,
     local_fits,
@@ -52,30 +55,36 @@ def main():
     fitted = sum(fit is not None for fit in fits)
     seconds = (time.perf_counter() - started) / max(fitted, 1)
     raw, shipped = copy.deepcopy(network), copy.deepcopy(network)
-    raw_names = sharpen(raw, fits, factors={name: 1.0 for name in network})
+    raw_names = sharpen(raw, fits, factors={name: (1.0, 1.0) for name in network})
     shipped_names = sharpen(shipped, fits)
     print(f"{len(fits)} traces of {args.data}; {fitted} of {SHARPEN_FROM_S:g} s or more "
           f"fitted, {seconds * 1e3:.1f} ms each")
-    print(f"{'parameter':<10} {'sharpened':>9} {'factor':>7} {'cov90 raw':>10} "
+    print(f"{'parameter':<10} {'readings':>9} {'sharpened':>9} {'factor':>13} {'cov90 raw':>10} "
           f"{'shipped':>8} {'network':>8} {'σ fit/net':>10}  (shipped factor, its share)")
+    many = np.sum(np.isfinite(data.pH), axis=1) >= MANY_READINGS
+    rng = np.random.default_rng(0)
     for j, name in enumerate(data.latent_names):
         if name not in network:
             continue
         d = network[name]
         truth = forward_transform(d["transform"], data.latent[:, j].astype(float),
                                   d.get("bounds"))
-        used = np.array([name in names for names in raw_names])
-        z_raw = (raw[name]["loc"] - truth) / raw[name]["scale"]
-        z_shipped = (shipped[name]["loc"] - truth) / shipped[name]["scale"]
-        z_network = (d["loc"] - truth) / d["scale"]
-        share = np.mean([name in names for names in shipped_names])
-        print(f"{name:<10} {used.sum():>9} "
-              f"{np.quantile(np.abs(z_raw[used]), 0.9) / Z90:>7.3f} "
-              f"{np.mean(np.abs(z_raw[used]) <= Z90):>10.3f} "
-              f"{np.mean(np.abs(z_shipped[used]) <= Z90):>8.3f} "
-              f"{np.mean(np.abs(z_network[used]) <= Z90):>8.3f} "
-              f"{np.median(raw[name]['scale'][used] / d['scale'][used]):>10.2f}  "
-              f"({LAPLACE_FACTORS[name]:g}, {share:.2f})")
+        z_raw = np.abs(raw[name]["loc"] - truth) / raw[name]["scale"]
+        z_shipped = np.abs(shipped[name]["loc"] - truth) / shipped[name]["scale"]
+        z_network = np.abs(d["loc"] - truth) / d["scale"]
+        for band, (label, rows) in enumerate(((f"< {MANY_READINGS}", ~many),
+                                              (f">= {MANY_READINGS}", many))):
+            used = rows & np.array([name in names for names in raw_names])
+            factor = np.quantile(z_raw[used], 0.9) / Z90
+            error = np.std([np.quantile(rng.choice(z_raw[used], used.sum()), 0.9) / Z90
+                            for _ in range(200)])
+            share = np.mean([name in names for names, row in zip(shipped_names, rows) if row])
+            print(f"{name:<10} {label:>9} {used.sum():>9} {factor:>7.3f} ± {error:.3f} "
+                  f"{np.mean(z_raw[used] <= Z90):>10.3f} "
+                  f"{np.mean(z_shipped[used] <= Z90):>8.3f} "
+                  f"{np.mean(z_network[used] <= Z90):>8.3f} "
+                  f"{np.median(raw[name]['scale'][used] / d['scale'][used]):>10.2f}  "
+                  f"({LAPLACE_FACTORS[name][band]:g}, {share:.2f})")
 
 
 if __name__ == "__main__":

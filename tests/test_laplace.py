@@ -9,6 +9,7 @@ from scipy.optimize import least_squares, minimize
 
 from ei_keras.inference.laplace import (
     LAPLACE_FACTORS,
+    MANY_READINGS,
     PRIOR_SHARE,
     SHARPEN_FROM_S,
     PriorSpace,
@@ -110,7 +111,7 @@ def test_sharpen_answers_from_the_fit_only_where_the_readings_pin_a_parameter_do
     # activity: the readings carry nearly all its precision (prior share 0.5 × 0.01);
     # k_d: the prior carries it all (share 0.5 × 4 > PRIOR_SHARE).
     fit = {"space": space, "mode": np.zeros(2), "cov": np.diag([0.01, 4.0]), "chi2": 1.0,
-           "best": None, "span_s": SHARPEN_FROM_S}
+           "best": None, "span_s": SHARPEN_FROM_S, "readings": 100}
     decoded = hand_decoded(0.03, 1e-3)
     before = {name: {k: np.array(v, copy=True) if isinstance(v, np.ndarray) else v
                      for k, v in d.items()} for name, d in decoded.items()}
@@ -120,7 +121,12 @@ def test_sharpen_answers_from_the_fit_only_where_the_readings_pin_a_parameter_do
     # u = 0 is the middle of log activity's range; dz/du = width · ¼ / ln 10.
     assert decoded["activity"]["loc"][0] == pytest.approx((low + high) / 2 / math.log(10))
     assert decoded["activity"]["scale"][0] == pytest.approx(
-        LAPLACE_FACTORS["activity"] * 0.1 * (high - low) * 0.25 / math.log(10))
+        LAPLACE_FACTORS["activity"][0] * 0.1 * (high - low) * 0.25 / math.log(10))
+    # A trace of MANY_READINGS or more gets the factor calibrated on such traces.
+    dense = hand_decoded(0.03, 1e-3)
+    sharpen(dense, [{**fit, "readings": MANY_READINGS}])
+    assert dense["activity"]["scale"][0] / decoded["activity"]["scale"][0] == pytest.approx(
+        LAPLACE_FACTORS["activity"][1] / LAPLACE_FACTORS["activity"][0])
     # Its physical summaries follow: the median is 10 ** loc, the mean that of a log-normal.
     sharpened = decoded["activity"]
     assert sharpened["median"][0] == pytest.approx(10 ** sharpened["loc"][0])

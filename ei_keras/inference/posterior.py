@@ -207,7 +207,7 @@ def infer(model_or_path, t, pH, known, *, allow_extrapolation=False, check_fit=T
         readings, 16 posterior draws (see :func:`misfit_candidates`).
     sharpen : bool
         On a trace spanning 60 s or more, where the readings pin a parameter down (the
-        prior carries under 10 % of its precision at the local fit's mode) and the
+        prior carries under 30 % of its precision at the local fit's mode) and the
         local Laplace fit is narrower than the network's answer, answer that parameter
         from the fit (:func:`ei_keras.inference.laplace.sharpen`; a few small simulator
         calls per trace, shared with ``check_fit``). False: the network's answer alone.
