@@ -1,18 +1,20 @@
-"""How honest is the local fit's σ? The factor its intervals need, per parameter, held out.
+"""How honest is the local fit's σ? The weight and factor its intervals need, held out.
 
     python benchmarks/sharpen_calibration.py --data data/calib.h5 [--model M.keras]
         [--traces 20000]
 
 For every trace: the network's answer, its local Laplace fit
-(:func:`ei_keras.inference.laplace.local_fits`) and, for each parameter the fit would
-answer with its raw σ (:func:`~ei_keras.inference.laplace.sharpen` with factors 1), the
-truth's z-score under the fit's Gaussian. Prints per parameter and per band of readings
-(fewer than ``MANY_READINGS``, as many or more) the traces sharpened, the factor
-``q90(|z|) / 1.645`` that makes the fit's 90 % intervals hold 90 % of those truths
-(``LAPLACE_FACTORS`` in ``ei_keras/inference/laplace.py`` come from this on the calibration
-set, never from a test set) with its bootstrap standard error, the 90 % coverage of the raw
-fit, of the fit with the shipped factors and of the network on the same traces, and the
-median σ_fit / σ_network.
+(:func:`ei_keras.inference.laplace.local_fits`) and, for each parameter the fit answers
+(:func:`~ei_keras.inference.laplace.sharpen`: the readings carry most of its precision),
+the error of the fit's mode against the truth, the fit's σ and the network's σ. The answer's
+σ is f · σ_fit^w · σ_net^(1 − w). Prints per parameter the weight w that gives the truths the
+highest Gaussian likelihood (each band's scale matched to its errors), and at the shipped
+weight, per band of trace length (spanning less than ``LONG_SPAN_S``, as long or longer), the factor
+f = q90(|z|) / 1.645 that makes the 90 % intervals hold 90 % of those truths, with its
+bootstrap standard error (``LAPLACE_WEIGHTS`` and ``LAPLACE_FACTORS`` in
+``ei_keras/inference/laplace.py`` come from this on the calibration set, never from a test
+set); then the 90 % coverage of the shipped answers, of the network on the same traces, split
+by whether the fit was the narrower or the wider of the two, and the median σ_fit / σ_network.
 """
 
 import argparse
@@ -27,7 +29,8 @@ from ei_keras.evaluation.evaluate import _rows_of, decode_dataset, thinned_as_in
 from ei_keras.inference import load_model
 from ei_keras.inference.laplace import (
     LAPLACE_FACTORS,
-    MANY_READINGS,
+    LAPLACE_WEIGHTS,
+    LONG_SPAN_S,
     SHARPEN_FROM_S,
     exact_prior,
     local_fits,
@@ -36,6 +39,15 @@ from ei_keras.inference.laplace import (
 from ei_keras.targets import forward_transform
 
 Z90 = 1.6448536269514722
+WEIGHTS = np.linspace(0.0, 1.0, 21)
+
+
+def band_scales(errors, sigma, long, q=None):
+    """Per band (spanning less / as long as LONG_SPAN_S) the factor on ``sigma``: the RMS
+    of errors / sigma, or with ``q`` its q-quantile of |errors / sigma| over Z90."""
+    ratios = np.abs(errors / sigma)
+    return np.array([np.sqrt(np.mean(ratios[long == band] ** 2)) if q is None else
+                     np.quantile(ratios[long == band], q) / Z90 for band in (False, True)])
 
 
 def main():
@@ -54,14 +66,16 @@ def main():
                       min_span_s=SHARPEN_FROM_S, progress=True)
     fitted = sum(fit is not None for fit in fits)
     seconds = (time.perf_counter() - started) / max(fitted, 1)
+    ones = {name: (1.0, 1.0) for name in network}
     raw, shipped = copy.deepcopy(network), copy.deepcopy(network)
-    raw_names = sharpen(raw, fits, factors={name: (1.0, 1.0) for name in network})
+    raw_names = sharpen(raw, fits, factors=ones, weights=dict.fromkeys(network, 1.0))
     shipped_names = sharpen(shipped, fits)
     print(f"{len(fits)} traces of {args.data}; {fitted} of {SHARPEN_FROM_S:g} s or more "
           f"fitted, {seconds * 1e3:.1f} ms each")
-    print(f"{'parameter':<10} {'readings':>9} {'sharpened':>9} {'factor':>13} {'cov90 raw':>10} "
-          f"{'shipped':>8} {'network':>8} {'σ fit/net':>10}  (shipped factor, its share)")
-    many = np.sum(np.isfinite(data.pH), axis=1) >= MANY_READINGS
+    print(f"{'parameter':<10} {'answered':>8} {'best w':>6} {'shipped w':>9} "
+          f"{f'factor < / >= {LONG_SPAN_S:g} s':>30} {'cov90 shipped':>13} {'network':>8} "
+          f"{'fit narrower / wider: shipped, network':>39} {'σ fit/net':>9}")
+    long_rows = np.array([fit is not None and fit["span_s"] >= LONG_SPAN_S for fit in fits])
     rng = np.random.default_rng(0)
     for j, name in enumerate(data.latent_names):
         if name not in network:
@@ -69,22 +83,36 @@ def main():
         d = network[name]
         truth = forward_transform(d["transform"], data.latent[:, j].astype(float),
                                   d.get("bounds"))
-        z_raw = np.abs(raw[name]["loc"] - truth) / raw[name]["scale"]
-        z_shipped = np.abs(shipped[name]["loc"] - truth) / shipped[name]["scale"]
-        z_network = np.abs(d["loc"] - truth) / d["scale"]
-        for band, (label, rows) in enumerate(((f"< {MANY_READINGS}", ~many),
-                                              (f">= {MANY_READINGS}", many))):
-            used = rows & np.array([name in names for names in raw_names])
-            factor = np.quantile(z_raw[used], 0.9) / Z90
-            error = np.std([np.quantile(rng.choice(z_raw[used], used.sum()), 0.9) / Z90
-                            for _ in range(200)])
-            share = np.mean([name in names for names, row in zip(shipped_names, rows) if row])
-            print(f"{name:<10} {label:>9} {used.sum():>9} {factor:>7.3f} ± {error:.3f} "
-                  f"{np.mean(z_raw[used] <= Z90):>10.3f} "
-                  f"{np.mean(z_shipped[used] <= Z90):>8.3f} "
-                  f"{np.mean(z_network[used] <= Z90):>8.3f} "
-                  f"{np.median(raw[name]['scale'][used] / d['scale'][used]):>10.2f}  "
-                  f"({LAPLACE_FACTORS[name][band]:g}, {share:.2f})")
+        used = np.array([name in names for names in raw_names])
+        errors = raw[name]["loc"][used] - truth[used]
+        fit_sigma, net_sigma = raw[name]["scale"][used], d["scale"][used]
+        long = long_rows[used]
+
+        def blended(weight):
+            return fit_sigma ** weight * net_sigma ** (1.0 - weight)
+
+        def nll(weight):
+            sigma = blended(weight) * band_scales(errors, blended(weight), long)[long.astype(int)]
+            return np.sum(np.log(sigma) + 0.5 * (errors / sigma) ** 2)
+
+        best = WEIGHTS[int(np.argmin([nll(weight) for weight in WEIGHTS]))]
+        weight = LAPLACE_WEIGHTS[name]
+        factors = band_scales(errors, blended(weight), long, q=0.9)
+        resampled = [rng.integers(0, used.sum(), used.sum()) for _ in range(200)]
+        spread = np.std([band_scales(errors[i], blended(weight)[i], long[i], q=0.9)
+                         for i in resampled], axis=0)
+        inside = np.abs(shipped[name]["loc"] - truth) / shipped[name]["scale"] <= Z90
+        network_inside = np.abs(d["loc"] - truth) / d["scale"] <= Z90
+        narrower = fit_sigma < net_sigma
+        print(f"{name:<10} {used.sum():>8} {best:>6.2f} {weight:>9.2f} "
+              f"{factors[0]:>7.3f} ± {spread[0]:.3f} / {factors[1]:.3f} ± {spread[1]:.3f} "
+              f"{np.mean(inside[used]):>13.3f} {np.mean(network_inside[used]):>8.3f} "
+              f"{np.mean(inside[used][narrower]):>13.3f}, "
+              f"{np.mean(network_inside[used][narrower]):.3f} / "
+              f"{np.mean(inside[used][~narrower]):.3f}, "
+              f"{np.mean(network_inside[used][~narrower]):.3f} "
+              f"{np.median(fit_sigma / net_sigma):>9.2f}  (shipped factors "
+              f"{LAPLACE_FACTORS[name][0]:g} / {LAPLACE_FACTORS[name][1]:g})")
 
 
 if __name__ == "__main__":

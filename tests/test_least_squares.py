@@ -51,6 +51,30 @@ def test_offset_keeps_the_first_reading_at_the_measured_initial_pH():
         assert first == pytest.approx(KNOWN["initial_pH"], abs=1e-9)
 
 
+def test_a_readings_model_reused_for_many_parameter_sets_gives_the_measurement_model():
+    """The readings model a fit calls at every step (times placed once) gives, call after
+    call, the noise-free readings of the measurement model itself for each parameter set."""
+    from ei_keras.inference.least_squares import ReadingsModel
+    from ei_keras.simulation.measurement import measure
+
+    rng = np.random.default_rng(3)
+    t = np.sort(rng.uniform(0.0, 300.0, 250))
+    model = ReadingsModel(t, KNOWN)
+    for _ in range(3):
+        latent = {"activity": 10 ** rng.uniform(-3, 0, 4), "k_d": rng.uniform(0, 5e-3, 4),
+                  "tau_probe": np.array([0.0, 2.0, 10.0, 30.0]),
+                  "pH_offset": rng.uniform(-0.1, 0.1, 4)}
+        conditions = {name: np.full(4, KNOWN[name]) for name in KNOWN}
+        conditions.update(initial_pH=KNOWN["initial_pH"] - latent["pH_offset"],
+                          activity=latent["activity"], k_d=latent["k_d"])
+        expected = measure(conditions, t, tau_probe=latent["tau_probe"],
+                           pH_offset=latent["pH_offset"], add_noise=False)
+        np.testing.assert_array_equal(model(latent), expected)
+        no_lag = dict(latent, tau_probe=np.zeros(4))
+        np.testing.assert_array_equal(model(no_lag), measure(
+            conditions, t, tau_probe=0.0, pH_offset=latent["pH_offset"], add_noise=False))
+
+
 @pytest.mark.parametrize("t, pH, message", [
     ([0, 1, float("nan")], [7, 7.1, 7.2], "NaN"),
     ([0, 2, 1], [7, 7.1, 7.2], "increase"),

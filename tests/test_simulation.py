@@ -73,6 +73,33 @@ def test_batch_equals_one_by_one():
     np.testing.assert_allclose(batch[::7], singles, rtol=0, atol=1e-12)
 
 
+def test_cases_sharing_their_table_are_tabulated_once_with_the_same_values(monkeypatch):
+    """A fit's finite-difference neighbours share substrate, temperature and initial pH
+    (all but the offset's): those are tabulated once, and every case's values are those it
+    gets simulated alone, to the bit."""
+    from ei_keras.simulation.simulator import TrajectoryTable
+
+    base = prior_draws(np.random.default_rng(9), 1)
+    rows = [dict((k, float(v[0])) for k, v in base.items()) for _ in range(5)]
+    rows[1]["activity"] *= 1.001
+    rows[2]["k_d"] += 1e-6
+    rows[4]["initial_pH"] -= 1e-4
+    conditions = {name: np.array([row[name] for row in rows]) for name in NAMES}
+    t = np.linspace(0.0, 600.0, 301)
+    tabulated = []
+    real = TrajectoryTable._tabulate.__func__
+
+    def counted(cls, substrate_mM, *args):
+        tabulated.append(len(substrate_mM))
+        return real(cls, substrate_mM, *args)
+
+    monkeypatch.setattr(TrajectoryTable, "_tabulate", classmethod(counted))
+    together = simulate(conditions, t)
+    assert tabulated == [2]
+    alone = np.vstack([simulate(row, t) for row in rows])
+    np.testing.assert_array_equal(together, alone)
+
+
 EDGE_CASES = [  # (S0 mM, T °C, pH0, E0 g/L, k_d): the corners of the prior
     (1, 20, 6.5, 1e-5, 0.0), (100, 40, 7.5, 5.0, 0.0), (1, 40, 7.5, 5.0, 0.0),
     (100, 20, 6.5, 1e-5, 5e-3), (1, 40, 6.5, 5.0, 5e-3), (100, 40, 6.5, 5.0, 0.0),

@@ -51,7 +51,7 @@ from ei_keras.inference.laplace import (
     log_dz_dtheta,
     network_z,
 )
-from ei_keras.inference.least_squares import predict_readings, validate_known, validate_trace
+from ei_keras.inference.least_squares import ReadingsModel, validate_known, validate_trace
 from ei_keras.inference.posterior import _run, load_model
 from ei_keras.targets import INTERVALS, inverse_transform, summarize_gaussian
 from ei_keras.simulation import KNOWN_NAMES, LATENT_NAMES
@@ -400,9 +400,10 @@ def refine(model_or_path, t, pH, known, *, n_samples=2000, noise_std=None, seed=
         parts = list(zip(counts, [proposal for _, proposal in shares])) + [(n_prior, prior_q)]
         return np.concatenate([q.sample(rng, count) for count, q in parts]), parts
 
+    readings_at = ReadingsModel(t, known, options=options)
+
     def residuals(u):  # standardised residuals (k, m); rows of u must be finite
-        predicted = predict_readings(t, known, space.latents(space.theta(u)), options=options)
-        return (predicted - pH) / sigma
+        return (readings_at(space.latents(space.theta(u))) - pH) / sigma
 
     def log_likelihood(u):
         out = np.full(u.shape[0], -np.inf)

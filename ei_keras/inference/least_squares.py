@@ -13,9 +13,8 @@ from scipy.optimize import least_squares
 
 from ei_keras.errors import EiKerasError
 from ei_keras.simulation import KNOWN_NAMES, LATENT_NAMES
-from ei_keras.simulation.measurement import probe_response
+from ei_keras.simulation.measurement import ReadingTimes
 from ei_keras.simulation.priors import DEFAULT_PARAM_RANGES
-from ei_keras.simulation.simulator import simulate
 
 FIT_DEFAULT = ("activity", "k_d")
 
@@ -57,19 +56,32 @@ def predict_readings(t, known, latent, *, options=None):
     ``latent`` maps each of activity, k_d, tau_probe, pH_offset to a (b,) array (a missing
     nuisance parameter is 0); ``known`` holds scalars. Returns (b, len(t)).
     """
-    activity = np.atleast_1d(np.asarray(latent["activity"], dtype=float))
-    b = activity.size
-    offset = np.broadcast_to(np.asarray(latent.get("pH_offset", 0.0), dtype=float), (b,))
-    tau = np.broadcast_to(np.asarray(latent.get("tau_probe", 0.0), dtype=float), (b,))
-    conditions = {name: np.full(b, known[name]) for name in KNOWN_NAMES}
-    conditions["initial_pH"] = known["initial_pH"] - offset
-    conditions["activity"] = activity
-    conditions["k_d"] = np.broadcast_to(np.asarray(latent["k_d"], dtype=float), (b,))
-    if np.any(tau > 0):
-        probe = probe_response(conditions, t, tau_probe=tau, options=options)[1]
-    else:
-        probe = simulate(conditions, t, options=options)
-    return probe + offset[:, None]
+    return ReadingsModel(t, known, options=options)(latent)
+
+
+class ReadingsModel:
+    """:func:`predict_readings` at one trace's times ``t`` and known inputs, for many
+    parameter sets in turn (a fit's steps): the times are checked and placed on the probe's
+    grid once (:class:`~ei_keras.simulation.measurement.ReadingTimes`), and parameter sets
+    that share an offset, so an initial pH, share one tabulation of the chemistry."""
+
+    def __init__(self, t, known, *, options=None):
+        self.times = ReadingTimes(t)
+        self.known, self.options = known, options
+
+    def __call__(self, latent):
+        """(b, len(t)) readings for ``latent`` as :func:`predict_readings` takes it."""
+        known = self.known
+        activity = np.atleast_1d(np.asarray(latent["activity"], dtype=float))
+        b = activity.size
+        offset = np.broadcast_to(np.asarray(latent.get("pH_offset", 0.0), dtype=float), (b,))
+        tau = np.broadcast_to(np.asarray(latent.get("tau_probe", 0.0), dtype=float), (b,))
+        conditions = {name: np.full(b, known[name]) for name in KNOWN_NAMES}
+        conditions["initial_pH"] = known["initial_pH"] - offset
+        conditions["activity"] = activity
+        conditions["k_d"] = np.broadcast_to(np.asarray(latent["k_d"], dtype=float), (b,))
+        probe = self.times.response(conditions, tau, options=self.options)[1]
+        return probe + offset[:, None]
 
 
 def fit_least_squares(t, pH, known, *, fit=FIT_DEFAULT, param_ranges=None, n_starts=3,
@@ -117,14 +129,16 @@ def fit_least_squares(t, pH, known, *, fit=FIT_DEFAULT, param_ranges=None, n_sta
         values["activity"] = 10.0 ** values["activity"]
         return values
 
+    readings_at = ReadingsModel(t, known, options=options)
+
     def residuals(x):
-        return predict_readings(t, known, latent(x[None, :]), options=options)[0] - pH
+        return readings_at(latent(x[None, :]))[0] - pH
 
     def jacobian(x):
         step = 1e-6 * width
         step = np.where(x + step > upper, -step, step)
         points = np.vstack([x, x + np.diag(step)])
-        predicted = predict_readings(t, known, latent(points), options=options)
+        predicted = readings_at(latent(points))
         return ((predicted[1:] - predicted[0]) / step[:, None]).T
 
     # Starts: activity spread over its range; k_d low, tau_probe a third in, offset central.

@@ -26,6 +26,7 @@ import numpy as np
 
 from ei_keras.errors import EiKerasError
 from ei_keras.inference.domain import (
+    MISFIT_RATIO,
     PH_RANGE,
     check_traces,
     finish,
@@ -260,11 +261,12 @@ class LiveInference:
             before = len(report["flags"])
             used = outputs["t"]
             readings = np.where(np.isfinite(used), pH[None, :].astype(np.float32), np.nan)
+            noise = trained_noise(self.domain)
             if fits[0] is None:  # too short to be sharpened, so not fitted until now
-                fits = local_fits(self.prior, decoded, used, readings, known_rows)
+                fits = local_fits(self.prior, decoded, used, readings, known_rows,
+                                  mode_from_s=math.inf, explained_rms=MISFIT_RATIO * noise)
             misfit_flags(self.domain, readings,
-                         misfit_candidates(decoded, used, readings, known_rows,
-                                           trained_noise(self.domain), fits),
+                         misfit_candidates(decoded, used, readings, known_rows, noise, fits),
                          [report])
             misfit = {"at_s": now, "flags": report["flags"][before:],
                       "misfit_rms": report["misfit_rms"], "noise_std": report["noise_std"]}

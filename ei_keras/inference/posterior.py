@@ -5,6 +5,7 @@ summaries in physical units (and the attention over the readings); ``forecast`` 
 from that posterior and runs the simulator to the end of the run.
 """
 
+import math
 from pathlib import Path
 
 import keras
@@ -102,11 +103,12 @@ def misfit_candidates(decoded, t, pH, known_rows, noise_std, fits, seed=0):
     padding) of the plausible answers the misfit check looks at, in two stages.
 
     First the best explanation the local fit's simulations found (``fits``, from
-    :func:`~ei_keras.inference.laplace.local_fits`: the network's median and the
-    Gauss–Newton steps from it to the mode); only if it misses the readings ``pH`` by more
+    :func:`~ei_keras.inference.laplace.local_fits`: the network's median and, on a trace it
+    does not explain within ``MISFIT_RATIO × noise_std`` or one to be sharpened, the
+    Gauss–Newton steps from it to the mode); only if that misses the readings ``pH`` by more
     than ``MISFIT_RATIO × noise_std`` (RMS), also ``MISFIT_DRAWS`` posterior draws (seeded by
     ``seed`` and the trace's row). One good explanation clears the trace, so most traces need
-    no more simulations than the local fit's.
+    no more simulations than the local fit's, and a short one, whose median explains it, one.
     """
     n_params = len(decoded)
     predicted = []
@@ -134,9 +136,12 @@ def answer(info, prior, decoded, t, pH, known_values, reports, *, check_fit, sha
     Returns the summaries and the local fits (None when neither is asked for; without
     ``check_fit``, None for a trace too short to be sharpened)."""
     fits = None
+    noise = trained_noise(info["domain"])
     if check_fit or sharpen:  # the misfit check reads every trace's fit, sharpen long ones'
         fits = local_fits(prior, decoded, t, pH, known_values,
-                          min_span_s=0.0 if check_fit else SHARPEN_FROM_S)
+                          min_span_s=0.0 if check_fit else SHARPEN_FROM_S,
+                          mode_from_s=SHARPEN_FROM_S if sharpen else math.inf,
+                          explained_rms=MISFIT_RATIO * noise)
     sharpened = sharpen_answers(decoded, fits) if sharpen else [[] for _ in reports]
     for report, names in zip(reports, sharpened):
         report["sharpened"] = names
@@ -144,12 +149,11 @@ def answer(info, prior, decoded, t, pH, known_values, reports, *, check_fit, sha
             report["notes"].append(
                 f"the readings pin down {' and '.join(names)}: "
                 f"{'its interval comes' if len(names) == 1 else 'their intervals come'} "
-                f"from the simulator's local fit to them, narrower than the network's")
+                f"from the simulator's local fit to them (centred on the posterior mode)")
     summaries = summarize(decoded)
     prior_edge_flags(info["domain"], summaries,
                      {name: d["transform"] for name, d in decoded.items()}, reports)
     if check_fit:
-        noise = trained_noise(info["domain"])
         misfit_flags(info["domain"], pH,
                      misfit_candidates(decoded, t, pH, known_values, noise, fits), reports)
     return summaries, fits
@@ -202,15 +206,18 @@ def infer(model_or_path, t, pH, known, *, allow_extrapolation=False, check_fit=T
         instead of refusing.
     check_fit : bool
         Flag traces that even the best explanation found misses by far more than the
-        noise: the local fit's simulations (the network's median and the Gauss–Newton
-        steps from it to the posterior mode), and only if none of these explains the
-        readings, 16 posterior draws (see :func:`misfit_candidates`).
+        noise: the network's median, the Gauss–Newton steps from it to the posterior mode
+        (where the median does not explain the readings, or the trace is sharpened), and
+        only if none of these explains the readings, 16 posterior draws (see
+        :func:`misfit_candidates`). One explanation within 2.5× the noise settles it, so
+        ``misfit_rms`` is the miss of the best explanation looked at, not of the mode.
     sharpen : bool
         On a trace spanning 60 s or more, where the readings pin a parameter down (the
-        prior carries under 30 % of its precision at the local fit's mode) and the
-        local Laplace fit is narrower than the network's answer, answer that parameter
-        from the fit (:func:`ei_keras.inference.laplace.sharpen`; a few small simulator
-        calls per trace, shared with ``check_fit``). False: the network's answer alone.
+        prior carries under 30 % of its precision at the local fit's mode), answer that
+        parameter from the fit: centred on the posterior mode, its σ the Laplace σ blended
+        with the network's (:func:`ei_keras.inference.laplace.sharpen`; a few small
+        simulator calls per trace, shared with ``check_fit``). False: the network's answer
+        alone.
 
     Returns
     -------

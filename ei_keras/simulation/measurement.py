@@ -194,27 +194,57 @@ def probe_response(conditions, t, *, tau_probe, options=None):
         Both (n, m), m = len(t) or t.shape[1]; NaN where ``t`` is NaN.
     """
     t = _check_times(t)
-    if np.all(np.asarray(tau_probe) == 0):  # no lag: the probe reads the true pH
-        true_pH = simulate(conditions, t, options=options)
-        _per_case(tau_probe, true_pH.shape[0], "tau_probe", low=0.0)
-        return true_pH, true_pH.copy()
+    if np.all(np.asarray(tau_probe) == 0):
+        return _without_lag(conditions, t, tau_probe, options)
     if t.ndim == 2:
         return _probe_response_per_case(conditions, t, tau_probe, options)
-    grid = probe_grid(t[-1])
-    times, inverse = np.unique(np.concatenate([grid, t]), return_inverse=True)
-    true_all = simulate(conditions, times, options=options).T
-    tau = _per_case(tau_probe, true_all.shape[1], "tau_probe", low=0.0)
-    with np.errstate(divide="ignore"):
-        rate = 1.0 / tau  # inf where tau = 0: the probe reads the true pH
-    true_grid = np.ascontiguousarray(true_all[inverse[:len(grid)]])
-    true_pH = true_all[inverse[len(grid):]]
-    lag_grid = _lag_along_grid(grid, true_grid, rate)
-    # One exact step from the last grid node at or before each reading time.
-    before = np.searchsorted(grid, t, side="right") - 1
-    decay, mean_decay = _step_coefficients((t - grid[before])[:, None], rate[None, :])
-    u0, u1 = true_grid[before], true_pH
-    lagged = decay * (lag_grid[before] - u0) + u1 - mean_decay * (u1 - u0)
-    return true_pH.T, lagged.T
+    return ReadingTimes(t).response(conditions, tau_probe, options=options)
+
+
+def _without_lag(conditions, t, tau_probe, options):
+    """:func:`probe_response` where every tau_probe is 0: the probe reads the true pH."""
+    true_pH = simulate(conditions, t, options=options)
+    _per_case(tau_probe, true_pH.shape[0], "tau_probe", low=0.0)
+    return true_pH, true_pH.copy()
+
+
+class ReadingTimes:
+    """1-D reading times placed on the probe's internal grid once, for any number of
+    simulations at them (one in :func:`probe_response`; a fit's many small ones through
+    :class:`ei_keras.inference.least_squares.ReadingsModel`).
+
+    The true pH is simulated at the grid nodes and the reading times together
+    (``times``); the response is carried along the grid and each reading takes one exact
+    step from the last node at or before it (``before``, ``step``).
+    """
+
+    def __init__(self, t):
+        self.t = _check_times(t)
+        if self.t.ndim != 1:
+            raise EiKerasError(f"reading times must be 1-D here; got shape {self.t.shape}")
+        self.grid = probe_grid(self.t[-1])
+        self.times, inverse = np.unique(np.concatenate([self.grid, self.t]),
+                                        return_inverse=True)
+        self.on_grid, self.at_readings = inverse[:len(self.grid)], inverse[len(self.grid):]
+        self.before = np.searchsorted(self.grid, self.t, side="right") - 1
+        self.step = (self.t - self.grid[self.before])[:, None]
+
+    def response(self, conditions, tau_probe, *, options=None):
+        """True pH and lagged probe response at these times, both (n, m), as
+        :func:`probe_response` gives them."""
+        if np.all(np.asarray(tau_probe) == 0):
+            return _without_lag(conditions, self.t, tau_probe, options)
+        true_all = simulate(conditions, self.times, options=options).T
+        tau = _per_case(tau_probe, true_all.shape[1], "tau_probe", low=0.0)
+        with np.errstate(divide="ignore"):
+            rate = 1.0 / tau  # inf where tau = 0: the probe reads the true pH
+        true_grid = np.ascontiguousarray(true_all[self.on_grid])
+        true_pH = true_all[self.at_readings]
+        lag_grid = _lag_along_grid(self.grid, true_grid, rate)
+        decay, mean_decay = _step_coefficients(self.step, rate[None, :])
+        u0, u1 = true_grid[self.before], true_pH
+        lagged = decay * (lag_grid[self.before] - u0) + u1 - mean_decay * (u1 - u0)
+        return true_pH.T, lagged.T
 
 
 def _probe_response_per_case(conditions, t, tau_probe, options):

@@ -17,7 +17,7 @@ least-squares baseline and the forecasts exploit.
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -190,7 +190,7 @@ def simulate(conditions, t, *, totals=False, options=None):
     def run_chunk(start):
         rows = slice(start, start + CASES_PER_CHUNK)
         chunk = {name: a[rows] for name, a in arrays.items()}
-        table = TrajectoryTable.build(
+        table = TrajectoryTable.for_cases(
             chunk["substrate_mM"], chunk["temperature_C"], chunk["initial_pH"], options)
         enzyme = chunk["activity"] * chunk["grams_urease_powder"] / chunk["volume_L"]
         times = t[rows] if t.ndim == 2 else t
@@ -198,7 +198,7 @@ def simulate(conditions, t, *, totals=False, options=None):
             result[key][rows] = values
 
     # Chunks keep the working set in cache; numpy releases the GIL, so threads use the cores.
-    threads = min(len(starts), os.cpu_count() or 1)
+    threads = min(len(starts), os.cpu_count() or 1) if len(starts) > 1 else 1
     if threads > 1:
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(run_chunk, starts))
@@ -242,6 +242,27 @@ class TrajectoryTable:
         options = SimulationOptions.coerce(options)
         with np.errstate(divide="ignore", invalid="ignore"):
             return cls._tabulate(substrate_mM, temperature_C, pH0, options)
+
+    @classmethod
+    def for_cases(cls, substrate_mM, temperature_C, pH0, options=None) -> "TrajectoryTable":
+        """:meth:`build` for each case, tabulating once the cases that share all three (a
+        fit's finite-difference neighbours share all but the offset's): the same values, as
+        each case's table depends only on its own conditions."""
+        keys = np.stack([np.asarray(value, dtype=float)
+                         for value in (substrate_mM, temperature_C, pH0)], axis=1)
+        unique, inverse = np.unique(keys, axis=0, return_inverse=True)
+        if len(unique) == len(keys):
+            return cls.build(substrate_mM, temperature_C, pH0, options)
+        return cls.build(*unique.T, options).take(inverse.reshape(-1))
+
+    def take(self, cases) -> "TrajectoryTable":
+        """The table of the cases ``cases`` (indices, repeats allowed)."""
+        picked = {}
+        for field in fields(self):
+            value = getattr(self, field.name)
+            picked[field.name] = (tuple(part[cases] for part in value)
+                                  if isinstance(value, tuple) else value[cases])
+        return TrajectoryTable(**picked)
 
     @classmethod
     def _tabulate(cls, substrate_mM, temperature_C, pH0, options):
