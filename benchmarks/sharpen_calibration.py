@@ -9,9 +9,9 @@ For every trace: the network's answer, its local Laplace fit
 the error of the fit's mode against the truth, the fit's σ and the network's σ. The answer's
 σ is f · σ_fit^w · σ_net^(1 − w). Prints per parameter the weight w that gives the truths the
 highest Gaussian likelihood (each band's scale matched to its errors), and at the shipped
-weight, per band of trace length (spanning less than ``LONG_SPAN_S``, as long or longer), the factor
-f = q90(|z|) / 1.645 that makes the 90 % intervals hold 90 % of those truths, with its
-bootstrap standard error (``LAPLACE_WEIGHTS`` and ``LAPLACE_FACTORS`` in
+weight, per band of trace length (spanning less than ``LONG_SPAN_S``, as long or longer),
+the factor f = q90(|z|) / 1.645 that makes the 90 % intervals hold 90 % of those truths,
+with its bootstrap standard error (``LAPLACE_WEIGHTS`` and ``LAPLACE_FACTORS`` in
 ``ei_keras/inference/laplace.py`` come from this on the calibration set, never from a test
 set); then the 90 % coverage of the shipped answers, of the network on the same traces, split
 by whether the fit was the narrower or the wider of the two, and the median σ_fit / σ_network.
