@@ -11,6 +11,12 @@ simulator calls, shared); and ``fit_least_squares`` of all four parameters. Prin
 ratio least squares / ``infer``, and the network's forward pass alone both ways: Keras's
 ``predict_on_batch`` (the baseline) and ``ei_keras.models.predict_batch`` (each layer's
 ``call`` run directly, what ``infer`` uses), with their ratio.
+
+With ``--data`` (a format-grid test set, e.g. ``data/test_grid.h5``) it also times
+``infer`` as it answers by default on ``--per-span`` held-out traces of each trace length
+(all reading intervals; each trace's median of ``--repeats`` calls): the local fit takes
+as many Gauss–Newton steps as each trace needs, so this is the spread a user meets, where
+the fixed traces above show one case each.
 """
 
 import argparse
@@ -20,6 +26,7 @@ import numpy as np
 
 import ei_keras  # noqa: I001 — first: it picks the default backend (torch)
 import keras
+from ei_keras.data import load_any_format
 from ei_keras.inference import fit_least_squares, infer, load_model
 from ei_keras.models import model_info, predict_batch
 from ei_keras.simulation.measurement import measure
@@ -52,6 +59,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="default: the shipped model")
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--data", default=None, help="also time held-out traces of this set")
+    parser.add_argument("--per-span", type=int, default=20, help="traces per trace length")
     args = parser.parse_args()
     model = load_model(args.model or ei_keras.default_model_path())
     fit = ("activity", "k_d", "tau_probe", "pH_offset")
@@ -75,6 +84,29 @@ def main():
               f"{classical * 1e3:>8.0f}ms {classical / guarded:>6.0f}x "
               f"{keras_call * 1e3:>15.1f}ms {direct * 1e3:>12.1f}ms "
               f"{keras_call / direct:>5.2f}x")
+    if args.data:
+        held_out(model, args.data, args.per_span, args.repeats)
+
+
+def held_out(model, path, per_span, repeats):
+    """Per trace length of the set at ``path``, the median and 90th percentile over
+    ``per_span`` of its traces of each trace's median ``infer`` time."""
+    data = load_any_format(path)
+    order = np.random.default_rng(0).permutation(len(data.pH))
+    print(f"infer on held-out traces of {path} ({per_span} per length, all intervals)")
+    print(f"{'length':>7} {'readings':>13} {'median':>8} {'p90':>8} {'under 10 ms':>11}")
+    for span in np.unique(data.sample_prefix_lengths):
+        rows = order[data.sample_prefix_lengths[order] == span][:per_span]
+        seconds, readings = [], []
+        for row in rows:
+            n = int(data.lengths[row])
+            t, pH = data.t[row, :n], data.pH[row, :n]
+            known = dict(zip(data.known_names, data.known[row].astype(float)))
+            seconds.append(median_seconds(lambda: infer(model, t, pH, known), repeats))
+            readings.append(n)
+        seconds = np.array(seconds) * 1e3
+        print(f"{span:>6g}s {min(readings):>6}–{max(readings):<6} {np.median(seconds):>6.1f}ms "
+              f"{np.quantile(seconds, 0.9):>6.1f}ms {np.mean(seconds <= 10):>10.0%}")
 
 
 if __name__ == "__main__":
