@@ -93,6 +93,35 @@ def test_the_gauss_newton_mode_is_the_posterior_mode_scipy_finds():
                                rtol=1e-3)
 
 
+def test_along_a_curved_ridge_the_shortened_step_carries_over_to_the_mode():
+    """Rosenbrock's valley, where full Gauss–Newton steps overshoot the bend again and
+    again: keeping the shortened step for the next ones, the defaults reach scipy's mode
+    within a hundredth of a posterior σ in under 20 simulations (trying each full step
+    first took 39, and after 31 was still 18 σ away)."""
+    space = PriorSpace(PRIOR)
+
+    def residuals(u):
+        u = np.atleast_2d(u)
+        return np.stack([10.0 * (u[:, 1] - u[:, 0] ** 2), 1.0 - u[:, 0]], axis=1) / 0.1
+
+    def objective(u):
+        return 0.5 * np.sum(residuals(u) ** 2) - space.log_prior(u[None, :])[0]
+
+    simulated = []
+
+    def counted(u):
+        simulated.append(len(u))
+        return residuals(u)
+
+    start = np.array([-1.2, 1.0])
+    mode, hessian, _ = laplace_mode(start, space, counted)
+    reference = minimize(objective, start, method="Nelder-Mead",
+                         options={"xatol": 1e-12, "fatol": 1e-14, "maxiter": 40000}).x
+    sigma = np.sqrt(np.diag(np.linalg.inv(hessian)))
+    assert np.all(np.abs(mode - reference) < 0.01 * sigma), (mode - reference) / sigma
+    assert len(simulated) < 20
+
+
 def test_the_local_fit_of_a_simulated_trace_reaches_the_least_squares_fit(monkeypatch):
     """From a poor start the local fit lands where scipy's least squares of the same
     posterior (readings and the logistic prior as residuals) lands, within a fifth of a

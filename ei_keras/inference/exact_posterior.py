@@ -59,10 +59,6 @@ from ei_keras.simulation import KNOWN_NAMES, LATENT_NAMES
 WIDEN = 1.5            # the network's scale is multiplied by this in the proposal
 PRIOR_FRACTION = 0.15  # share of each round's draws taken from the prior
 TARGET_ESS = 0.2       # adapted rounds run while ESS < TARGET_ESS · n_samples
-# Forward-difference step of the proposals' Laplace Hessians (the local fit of ``infer``
-# takes 1e-3 for its gradients): the proposals need accurate curvature, and held out at
-# 1e-3 fewer answers reached the ESS (156 of 168 on the exact check's grid, 165 at 1e-4).
-PROPOSAL_STEP = 1e-4
 MIN_ESS = 100.0        # below this after the last round: "unreliable"
 MAX_ROUNDS = 4         # the network's round, then up to three adapted rounds
 KERNELS = 40           # local Laplace kernels per adapted round: at the heaviest draws
@@ -183,7 +179,7 @@ def _refit(u, weights, ess, widen, residuals, n_kernels=KERNELS):
     cov = cov + np.diag(np.var(u, axis=0) / max(ess, 1.0) ** 2 + 1e-10)
     order = np.argsort(weights)[::-1][:n_kernels]
     centres = u[order[weights[order] > 0]]
-    hessians = curvature(centres, residuals, PROPOSAL_STEP)[2]
+    hessians = curvature(centres, residuals)[2]
     kernels = []
     for centre, hessian in zip(centres, hessians):
         if np.all(np.isfinite(hessian)):
@@ -442,8 +438,7 @@ def refine(model_or_path, t, pH, known, *, n_samples=2000, noise_std=None, seed=
             # Every step checked (no unchecked last step): the proposal wants the mode and
             # its own Hessian, and one simulation more is nothing beside the sampling's.
             mode, hessian, mode_chi2 = laplace_mode(u[int(np.argmax(log_post))], space,
-                                                    residuals, final_step=0.0,
-                                                    step=PROPOSAL_STEP)
+                                                    residuals, final_step=0.0)
             best_chi2 = min(best_chi2, mode_chi2)
             if hessian is not None and np.all(np.isfinite(hessian)):
                 others.append(_StudentT(mode, widen**2 * np.linalg.inv(hessian)))
