@@ -198,7 +198,7 @@ def simulate(conditions, t, *, totals=False, options=None):
             result[key][rows] = values
 
     # Chunks keep the working set in cache; numpy releases the GIL, so threads use the cores.
-    threads = min(len(starts), os.cpu_count() or 1) if len(starts) > 1 else 1
+    threads = min(len(starts), os.cpu_count() or 1)
     if threads > 1:
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(run_chunk, starts))
