@@ -48,12 +48,15 @@ def reading_bins(ph, t, n_bins):
 
 
 def bin_sums(values, index, n_bins):
-    """Per row and bin, the sum of ``values`` (batch, steps) over readings in the bin."""
-    batch = ops.shape(values)[0]
+    """Per row and bin, the sum of ``values`` (batch, steps) or (batch, steps, channels)
+    over readings in the bin: (batch, n_bins) or (batch, n_bins, channels)."""
+    batch, steps = ops.shape(values)[0], ops.shape(values)[1]
     rows = ops.arange(batch, dtype="int32")[:, None] * n_bins
     segments = ops.reshape(index + rows, (-1,))
-    sums = ops.segment_sum(ops.reshape(values, (-1,)), segments, num_segments=batch * n_bins)
-    return ops.reshape(sums, (batch, n_bins))
+    channels = tuple(values.shape[2:])
+    sums = ops.segment_sum(ops.reshape(values, (-1, *channels)), segments,
+                           num_segments=batch * n_bins)
+    return ops.reshape(sums, (batch, n_bins, *channels))
 
 
 @keras.saving.register_keras_serializable(package="ei_keras")
@@ -98,17 +101,17 @@ class TraceBins(keras.layers.Layer):
         ph = ops.cast(squeeze_readings(ph), self.compute_dtype)
         t = ops.cast(t, self.compute_dtype)
         valid, index, _ = reading_bins(ph, t, self.n_bins)
-        count = bin_sums(ops.cast(valid, self.compute_dtype), index, self.n_bins)
         reference = reading_reference(known, self.reference_index, self.ph_center,
                                       self.compute_dtype)
-        delta = ops.where(valid, (ph - reference) / self.ph_scale, ops.zeros_like(ph))
-        time = ops.where(valid, t / self.time_scale, ops.zeros_like(t))
-        per_bin = ops.maximum(count, 1.0)
-        mean_delta = bin_sums(delta, index, self.n_bins) / per_bin
-        mean_time = bin_sums(time, index, self.n_bins) / per_bin
-        occupied = ops.cast(count > 0, self.compute_dtype)
-        return ops.stack([mean_delta, mean_time, ops.sqrt(ops.maximum(mean_time, 0.0)),
-                          ops.log1p(count) / math.log1p(1000.0), occupied], axis=-1)
+        per_reading = ops.stack([ops.ones_like(ph), (ph - reference) / self.ph_scale,
+                                 t / self.time_scale], axis=-1)
+        # One segment sum for the count and both means (each a call: the sums are the same)
+        sums = bin_sums(ops.where(valid[..., None], per_reading, 0.0), index, self.n_bins)
+        count = sums[..., :1]
+        means = sums[..., 1:] / ops.maximum(count, 1.0)
+        return ops.concatenate([means, ops.sqrt(ops.maximum(means[..., 1:], 0.0)),
+                                ops.log1p(count) / math.log1p(1000.0),
+                                ops.cast(count > 0, self.compute_dtype)], axis=-1)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[1][0], self.n_bins, len(BIN_CHANNELS))

@@ -112,20 +112,24 @@ class Speciation:
 
     def extent_at_pH(self, pH):
         """Extent xi [M] at which the charge balance gives ``pH`` (N = 2 xi, C = C0 + xi)."""
-        return self.extent_and_slope(pH)[0]
+        h = 10.0 ** -pH
+        return self._extent(h, _carbonate_charge(h, self.ka1, self.ka2))
+
+    def _extent(self, h, carbonate):
+        numerator = self.kw / h - h - self.strong_ions + self.carbon0 * carbonate
+        return numerator / (2.0 * (h / (h + self.ka_nh4)) - carbonate)
 
     def extent_and_slope(self, pH):
         """Extent xi [M] at ``pH`` and its analytic derivative d xi / d pH."""
         h = 10.0 ** -pH
-        carbonate = _carbonate_charge(h, self.ka1, self.ka2)
-        d_carbonate = _carbonate_charge_dh(h, self.ka1, self.ka2)
-        nh4_fraction = h / (h + self.ka_nh4)
-        numerator = self.kw / h - h - self.strong_ions + self.carbon0 * carbonate
+        charge, denominator = _carbonate_terms(h, self.ka1, self.ka2)
+        carbonate = charge / denominator
+        d_carbonate = (self.ka1 * denominator - charge * (2.0 * h + self.ka1)) / denominator**2
+        extent = self._extent(h, carbonate)
         d_numerator = -self.kw / (h * h) - 1.0 + self.carbon0 * d_carbonate
-        denominator = 2.0 * nh4_fraction - carbonate
         d_denominator = 2.0 * self.ka_nh4 / (h + self.ka_nh4) ** 2 - d_carbonate
-        extent = numerator / denominator
-        d_extent_dh = (d_numerator - extent * d_denominator) / denominator
+        d_extent_dh = (d_numerator - extent * d_denominator) / \
+            (2.0 * (h / (h + self.ka_nh4)) - carbonate)
         return extent, d_extent_dh * (-LN10 * h)
 
     def charge_balance(self, pH, total_ammonia, total_carbon):
@@ -135,15 +139,15 @@ class Speciation:
                 - total_carbon * _carbonate_charge(h, self.ka1, self.ka2))
 
 
+def _carbonate_terms(h, ka1, ka2):
+    """Numerator and denominator of :func:`_carbonate_charge`."""
+    return ka1 * h + 2.0 * ka1 * ka2, h * h + ka1 * h + ka1 * ka2
+
+
 def _carbonate_charge(h, ka1, ka2):
     """Negative charge per mole of inorganic carbon: ([HCO3-] + 2[CO3 2-]) / C."""
-    return (ka1 * h + 2.0 * ka1 * ka2) / (h * h + ka1 * h + ka1 * ka2)
-
-
-def _carbonate_charge_dh(h, ka1, ka2):
-    numerator = ka1 * h + 2.0 * ka1 * ka2
-    denominator = h * h + ka1 * h + ka1 * ka2
-    return (ka1 * denominator - numerator * (2.0 * h + ka1)) / denominator**2
+    charge, denominator = _carbonate_terms(h, ka1, ka2)
+    return charge / denominator
 
 
 def arrhenius_rate(temperature_C):

@@ -59,6 +59,11 @@ _PLACEMENT_FRACTIONS = np.concatenate(
     [np.linspace(1.0, 0.03, 80, endpoint=False), np.geomspace(0.03, SMALLEST_FRACTION, 60)])
 # Two-point Gauss–Legendre suffices: the Hermite interpolation dominates the error.
 _GAUSS_X, _GAUSS_W = np.polynomial.legendre.leggauss(2)
+_NODE_TARGETS = np.linspace(0.0, 1.0, NODE_INTERVALS + 1)  # evenly in progress
+
+
+_LOWEST, _HIGHEST = (np.array([CONDITION_LIMITS[name][end] for name in CONDITION_NAMES])[:, None]
+                     for end in (0, 1))
 
 
 def validate_conditions(conditions) -> dict:
@@ -86,18 +91,20 @@ def validate_conditions(conditions) -> dict:
     if len(set(lengths.values())) > 1:
         raise EiKerasError(f"conditions have mismatched lengths {lengths}; give one length n")
     n = next(iter(lengths.values()), 1)
-    for name, value in arrays.items():
+    # One array for all fields, checked at once (a fit simulates a few cases many times).
+    stacked = np.empty((len(CONDITION_NAMES), n))
+    for row, value in zip(stacked, arrays.values()):
+        row[:] = value
+    bad = ~np.isfinite(stacked) | (stacked < _LOWEST) | (stacked > _HIGHEST)
+    if bad.any():
+        field, index = (int(i[0]) for i in np.nonzero(bad))
+        name = CONDITION_NAMES[field]
         low, high = CONDITION_LIMITS[name]
-        bad = ~np.isfinite(value) | (value < low) | (value > high)
-        if np.any(bad):
-            index = int(np.flatnonzero(np.atleast_1d(bad))[0])
-            shown = np.atleast_1d(value)[index]
-            where = f" at case {index}" if np.size(value) > 1 else ""
-            raise EiKerasError(
-                f"{name} must be finite and within [{low:g}, {high:g}]; "
-                f"got {float(shown):g}{where}")
-        arrays[name] = np.broadcast_to(value, (n,)).astype(float)
-    return arrays
+        where = f" at case {index}" if arrays[name].size > 1 else ""
+        raise EiKerasError(
+            f"{name} must be finite and within [{low:g}, {high:g}]; "
+            f"got {float(stacked[field, index]):g}{where}")
+    return dict(zip(CONDITION_NAMES, stacked))
 
 
 def validate_times(t) -> np.ndarray:
@@ -198,9 +205,8 @@ def simulate(conditions, t, *, totals=False, options=None):
             result[key][rows] = values
 
     # Chunks keep the working set in cache; numpy releases the GIL, so threads use the cores.
-    threads = min(len(starts), os.cpu_count() or 1)
-    if threads > 1:
-        with ThreadPoolExecutor(threads) as pool:
+    if len(starts) > 1 and (os.cpu_count() or 1) > 1:
+        with ThreadPoolExecutor(min(len(starts), os.cpu_count())) as pool:
             list(pool.map(run_chunk, starts))
     else:
         for start in starts:
@@ -250,10 +256,11 @@ class TrajectoryTable:
         each case's table depends only on its own conditions."""
         keys = np.stack([np.asarray(value, dtype=float)
                          for value in (substrate_mM, temperature_C, pH0)], axis=1)
-        unique, inverse = np.unique(keys, axis=0, return_inverse=True)
-        if len(unique) == len(keys):
+        first = {}  # key -> its first case; a dict is quicker than np.unique for a few
+        inverse = np.array([first.setdefault(key, len(first)) for key in map(tuple, keys)])
+        if len(first) == len(keys):
             return cls.build(substrate_mM, temperature_C, pH0, options)
-        return cls.build(*unique.T, options).take(inverse.reshape(-1))
+        return cls.build(*np.array(list(first)).T, options).take(inverse)
 
     def take(self, cases) -> "TrajectoryTable":
         """The table of the cases ``cases`` (indices, repeats allowed)."""
@@ -433,8 +440,8 @@ def _node_fractions(speciation, end_pH, span, substrate0):
     progress = (np.abs(pH - pH[:, :1]) / PROGRESS_PH_STEP
                 + (np.log1p(extent / PROGRESS_EXTENT_SCALE) + np.log(substrate0 / urea_left))
                 / PROGRESS_LOG_STEP)
-    progress = np.maximum.accumulate(np.nan_to_num(progress), axis=1)
-    targets = np.linspace(0.0, 1.0, NODE_INTERVALS + 1)
+    progress = np.maximum.accumulate(np.nan_to_num(progress, copy=False), axis=1)
+    targets = _NODE_TARGETS
     nodes = np.empty((len(end_pH), NODE_INTERVALS + 1))
     for row in range(len(end_pH)):
         nodes[row] = np.interp(targets * progress[row, -1], progress[row], fractions[0])
@@ -467,18 +474,28 @@ def _hold_unreachable_end(increments, pH_nodes, extent_nodes, dpH_dtau, rate_nod
         rate_nodes[row, first + 1:] = 0.0
 
 
-def _end_point_pH(speciation: Speciation, substrate0, rounds=11, points=16):
+# Up to this many cases the end point takes 8 halvings per charge-balance call (255 points
+# a case), beyond it 4 (15 points): for a fit's few cases the calls cost more than the
+# points, for data generation's chunks the points cost more.
+FEW_CASES = 16
+
+
+def _end_point_pH(speciation: Speciation, substrate0, halvings=44):
     """pH once all urea is hydrolysed (N = 2 S0, C = C0 + S0): bisection on [0, 14], 44
-    halvings taken four at a time. Each round evaluates the charge balance (decreasing in
-    pH) at the 15 inner points splitting the bracket into 16 and keeps the part where it
-    changes sign. The points are exact binary fractions of 14, the midpoints plain
-    bisection would visit, so the result is that of 44 bisection steps in 11 calls."""
+    halvings taken k at a time (k = 8 for up to ``FEW_CASES`` cases, else 4). Each round
+    evaluates the charge balance (decreasing in pH) at the 2^k - 1 inner points splitting
+    the bracket into 2^k and keeps the part where it changes sign. The points are exact
+    binary fractions of 14, the midpoints plain bisection would visit, so the result is
+    that of 44 bisection steps in 6 or 11 calls."""
+    at_once = 8 if len(substrate0) <= FEW_CASES else 4
+    total_ammonia, total_carbon = 2.0 * substrate0, speciation.carbon0 + substrate0
     low = np.zeros_like(substrate0)
     width = 14.0
-    inner = np.arange(1, points, dtype=float)
-    for _ in range(rounds):
+    while halvings > 0:
+        points = 2 ** min(at_once, halvings)
+        halvings -= min(at_once, halvings)
         width /= points
         above = speciation.charge_balance(
-            low + width * inner, 2.0 * substrate0, speciation.carbon0 + substrate0) < 0
+            low + width * np.arange(1, points, dtype=float), total_ammonia, total_carbon) < 0
         low = low + width * np.sum(~above, axis=1, keepdims=True)
     return low + 0.5 * width
