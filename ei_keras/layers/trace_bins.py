@@ -50,7 +50,7 @@ def reading_bins(ph, t, n_bins):
 def bin_sums(values, index, n_bins):
     """Per row and bin, the sum of ``values`` (batch, steps) or (batch, steps, channels)
     over readings in the bin: (batch, n_bins) or (batch, n_bins, channels)."""
-    batch, steps = ops.shape(values)[0], ops.shape(values)[1]
+    batch = ops.shape(values)[0]
     rows = ops.arange(batch, dtype="int32")[:, None] * n_bins
     segments = ops.reshape(index + rows, (-1,))
     channels = tuple(values.shape[2:])
@@ -105,7 +105,7 @@ class TraceBins(keras.layers.Layer):
                                       self.compute_dtype)
         per_reading = ops.stack([ops.ones_like(ph), (ph - reference) / self.ph_scale,
                                  t / self.time_scale], axis=-1)
-        # One segment sum for the count and both means (each a call: the sums are the same)
+        # Count and both sums in one segment sum (three before; the same floats, fewer ops)
         sums = bin_sums(ops.where(valid[..., None], per_reading, 0.0), index, self.n_bins)
         count = sums[..., :1]
         means = sums[..., 1:] / ops.maximum(count, 1.0)
