@@ -75,10 +75,6 @@ def test_live_replay_runs_to_its_end_pauses_and_resumes_in_chromium(server):
             settled_now = "Settled at t =" in note and "not settled now" not in note
             assert ("waiting longer no longer changes the answer" in note) == settled_now, note
             assert page.get_by_text("Traceback").count() == 0
-            # The last rerun may still show the previous run's charts beside its own for a
-            # moment (seen once in CI: 4); once Streamlit drops the stale ones, two remain.
-            page.wait_for_function(
-                "() => document.querySelectorAll('.stPlotlyChart .js-plotly-plot').length === 2")
             assert page.locator(".stPlotlyChart .js-plotly-plot").count() == 2
             screenshot(page, "live-03-settled.png")
 
