@@ -1,6 +1,12 @@
 """A Live page run in ``st.session_state``: ``ei_keras.LiveInference`` fed by a replay
-clock (a trace played at 1–100x) or by a CSV file a logger is writing (``CsvTail``)."""
+clock (a trace played at 1–100x) or by a CSV file a logger is writing (``CsvTail``).
 
+Streamlit may run the page's ticking fragment on one thread while a button's full rerun
+runs on another, so every change of a run's state (tick, pause, resume) holds the run's
+``"lock"``; the page holds it too while it draws, so what it shows is one moment of the run.
+"""
+
+import threading
 import time
 
 import numpy as np
@@ -37,7 +43,8 @@ def live_start(model, known: dict, *, trace=None, csv_path=None, speed=10.0, thr
     return {"model": model, "settings": settings, "live": live,
             "tail": CsvTail(csv_path, minutes=minutes) if csv_path is not None else None,
             "position": 0, "clock_s": 0.0, "anchor": now, "paused": False, "done": False,
-            "result": None, "messages": [], "ticks": 0, "updates": 0}
+            "result": None, "messages": [], "ticks": 0, "updates": 0,
+            "lock": threading.RLock()}
 
 
 def live_restart(state: dict, now=None) -> dict:
@@ -55,15 +62,18 @@ def live_played_s(state: dict, now=None) -> float:
 
 
 def live_pause(state: dict, now=None) -> None:
-    if not state["paused"]:
-        state["clock_s"] = live_played_s(state, now)
-        state["anchor"], state["paused"] = None, True
+    """Stop the replay clock (after an update in flight on another thread has landed)."""
+    with state["lock"]:
+        if not state["paused"]:
+            state["clock_s"] = live_played_s(state, now)
+            state["anchor"], state["paused"] = None, True
 
 
 def live_resume(state: dict, now=None) -> None:
-    if state["paused"]:
-        state["anchor"] = time.monotonic() if now is None else now
-        state["paused"] = False
+    with state["lock"]:
+        if state["paused"]:
+            state["anchor"] = time.monotonic() if now is None else now
+            state["paused"] = False
 
 
 def live_running(state) -> bool:
@@ -80,6 +90,11 @@ def live_tick(state: dict, now=None) -> bool:
     replay clock; file: the complete lines written since) goes into one
     ``LiveInference.update``. Returns whether an update ran; the answer is in
     ``state["result"]`` (domain flags in the dashboard's words)."""
+    with state["lock"]:
+        return _tick(state, now)
+
+
+def _tick(state, now):
     if not live_running(state):
         return False
     state["ticks"] += 1
@@ -89,6 +104,7 @@ def live_tick(state: dict, now=None) -> bool:
             fresh = live_restart(state, now)
             fresh["tail"] = state["tail"]  # it already starts over from the first line
             fresh["messages"] = state["messages"]
+            fresh["lock"] = state["lock"]  # held now, and by any thread waiting on this run
             state.update(fresh)
             _live_note(state, batch["restarted"])
         for line, text, reason in batch["bad"]:

@@ -7,6 +7,7 @@ The pages run in this process (AppTest); dataset generation and training run as 
 import json
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -24,7 +25,8 @@ import streamlit as st  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 import ei_keras  # noqa: E402
-from dashboard import analysis, cache, comparisons, forms, jobs, sources, words  # noqa: E402
+from dashboard import (  # noqa: E402
+    analysis, cache, comparisons, forms, jobs, live_session, sources, words)
 from dashboard.workspace import (  # noqa: E402
     MAX_UPLOAD_MB,
     WORKSPACE_ENV,
@@ -33,7 +35,7 @@ from dashboard.workspace import (  # noqa: E402
 )
 from ei_keras.errors import EiKerasError  # noqa: E402
 from ei_keras.inference.traces import ANY_FORMAT, reading_times, simulated_trace  # noqa: E402
-from ei_keras.simulation import label  # noqa: E402
+from ei_keras.simulation import KNOWN_NAMES, label  # noqa: E402
 from ei_keras.simulation.priors import prior_midpoints  # noqa: E402
 from ei_keras import generate_dataset  # noqa: E402
 from tiny_test_set import hot_test_set  # noqa: E402
@@ -841,6 +843,41 @@ def test_live_replay_runs_to_its_settled_point(live_workspace):
     assert (table["activity_hi90"][-1] / table["activity_lo90"][-1]
             < early["hi90"][0] / early["lo90"][0])
     assert at.button(key="live_resume").disabled and at.button(key="live_pause").disabled
+
+
+def test_a_pause_waits_for_the_update_in_flight_on_another_thread(monkeypatch):
+    """Streamlit ran the Live page's ticking fragment on one thread while the Pause click's
+    rerun ran on another: the page said "Paused, 10 readings", then the update in flight
+    landed and it said 14. The run's lock makes the pause wait for that update."""
+    if default_model() is None:
+        pytest.skip("this ei_keras has no shipped model")
+    midpoints = prior_midpoints()
+    known = {name: midpoints[name] for name in KNOWN_NAMES}
+    trace = simulated_trace(known, midpoints, 60.0, 1.0)
+    state = live_session.live_start(cache.get_model(default_model()), trace["known"],
+                                    trace=trace, speed=100.0, now=0.0)
+    entered, release = threading.Event(), threading.Event()
+    update = state["live"].update
+
+    def held_update(t, pH):
+        entered.set()
+        release.wait(30)
+        return update(t, pH)
+
+    monkeypatch.setattr(state["live"], "update", held_update)
+    ticker = threading.Thread(target=live_session.live_tick, args=(state,), kwargs={"now": 0.3})
+    ticker.start()
+    assert entered.wait(30)
+    pauser = threading.Thread(target=live_session.live_pause, args=(state,), kwargs={"now": 0.3})
+    pauser.start()
+    pauser.join(0.5)
+    assert pauser.is_alive() and not state["paused"]  # waiting for the update in flight
+    release.set()
+    ticker.join(30)
+    pauser.join(30)
+    assert state["paused"] and state["live"].n_readings == 31  # 30 s played at 100x
+    assert not live_session.live_tick(state, now=5.0)  # and nothing after the pause
+    assert state["live"].n_readings == 31
 
 
 def test_live_random_prior_draw_and_dataset_trace(live_workspace):

@@ -198,6 +198,11 @@ def show_run():
     state = st.session_state.get(RUN)
     if state is None:
         return
+    with state["lock"]:  # a pause clicked meanwhile waits until this moment is drawn
+        draw_run(state)
+
+
+def draw_run(state):
     was_running = live_session.live_running(state)
     live_session.live_tick(state)
     settings, live, result = state["settings"], state["live"], state["result"]
