@@ -113,23 +113,25 @@ class Speciation:
     def extent_at_pH(self, pH):
         """Extent xi [M] at which the charge balance gives ``pH`` (N = 2 xi, C = C0 + xi)."""
         h = 10.0 ** -pH
-        return self._extent(h, _carbonate_charge(h, self.ka1, self.ka2))
+        numerator, denominator = self._extent_terms(h, _carbonate_charge(h, self.ka1, self.ka2))
+        return numerator / denominator
 
-    def _extent(self, h, carbonate):
-        numerator = self.kw / h - h - self.strong_ions + self.carbon0 * carbonate
-        return numerator / (2.0 * (h / (h + self.ka_nh4)) - carbonate)
+    def _extent_terms(self, h, carbonate):
+        """Numerator and denominator of the extent at h = 10^-pH."""
+        return (self.kw / h - h - self.strong_ions + self.carbon0 * carbonate,
+                2.0 * (h / (h + self.ka_nh4)) - carbonate)
 
     def extent_and_slope(self, pH):
         """Extent xi [M] at ``pH`` and its analytic derivative d xi / d pH."""
         h = 10.0 ** -pH
-        charge, denominator = _carbonate_terms(h, self.ka1, self.ka2)
-        carbonate = charge / denominator
-        d_carbonate = (self.ka1 * denominator - charge * (2.0 * h + self.ka1)) / denominator**2
-        extent = self._extent(h, carbonate)
+        top, bottom = _carbonate_terms(h, self.ka1, self.ka2)
+        carbonate = top / bottom
+        d_carbonate = (self.ka1 * bottom - top * (2.0 * h + self.ka1)) / bottom**2
+        numerator, denominator = self._extent_terms(h, carbonate)
+        extent = numerator / denominator
         d_numerator = -self.kw / (h * h) - 1.0 + self.carbon0 * d_carbonate
         d_denominator = 2.0 * self.ka_nh4 / (h + self.ka_nh4) ** 2 - d_carbonate
-        d_extent_dh = (d_numerator - extent * d_denominator) / \
-            (2.0 * (h / (h + self.ka_nh4)) - carbonate)
+        d_extent_dh = (d_numerator - extent * d_denominator) / denominator
         return extent, d_extent_dh * (-LN10 * h)
 
     def charge_balance(self, pH, total_ammonia, total_carbon):
