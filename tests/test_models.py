@@ -84,10 +84,10 @@ def test_nan_padded_batch_predicts_like_each_trace_alone(pooling):
 
 
 @pytest.mark.backend
-@pytest.mark.parametrize("encoding", ["readings", "bins"])
-def test_predict_batch_answers_as_predict_on_batch(encoding, monkeypatch):
+@pytest.mark.parametrize("encoding, padding", [("readings", "causal"), ("bins", "same")])
+def test_predict_batch_answers_as_predict_on_batch(encoding, padding, monkeypatch):
     pools = {"pool_sizes": (1, 1)} if encoding == "bins" else {"input_pool": 2}
-    model, data = tiny_model(encoding=encoding, **pools)
+    model, data = tiny_model(encoding=encoding, padding=padding, **pools)
     expected = model.predict_on_batch(inputs(data, slice(0, 3)))
     with monkeypatch.context() as patched:  # torch: a few rows skip predict_on_batch
         if keras.backend.backend() == "torch":  # and every Layer.__call__, sublayers too

@@ -11,6 +11,9 @@ training, symbolic calls, other backends).
 import contextlib
 import contextvars
 
+import keras
+from keras import ops
+
 _DIRECT = contextvars.ContextVar("ei_keras_direct_calls", default=False)
 
 
@@ -25,7 +28,28 @@ def direct_calls():
 
 
 def call_sublayer(layer, *args, **kwargs):
-    """``layer(*args, **kwargs)``; inside :func:`direct_calls`, ``layer.call(...)`` once built."""
+    """``layer(*args, **kwargs)``; inside :func:`direct_calls`, ``layer.call(...)`` once built
+    (a ``Conv1D`` through :func:`conv1d_call`)."""
     if _DIRECT.get() and layer.built:
+        if type(layer) is keras.layers.Conv1D:
+            return conv1d_call(layer, *args, **kwargs)
         return layer.call(*args, **kwargs)
     return layer(*args, **kwargs)
+
+
+def conv1d_call(layer, inputs):
+    """What ``Conv1D.call`` computes, the same values, with the bias added by broadcasting:
+    Keras reshapes the bias and adds it by two more dispatched ops, 0.02 ms a convolution
+    on torch (0.3 ms of a one-trace forward)."""
+    padding = layer.padding
+    if padding == "causal":  # left padding: each output sees only earlier steps
+        widths = [[0, 0], [0, 0], [0, 0]]
+        widths[2 if layer.data_format == "channels_first" else 1][0] = \
+            layer.dilation_rate[0] * (layer.kernel_size[0] - 1)
+        inputs, padding = ops.pad(inputs, widths), "valid"
+    outputs = ops.conv(inputs, layer.kernel, strides=list(layer.strides), padding=padding,
+                       dilation_rate=layer.dilation_rate, data_format=layer.data_format)
+    if layer.use_bias:
+        bias = layer.bias.value
+        outputs = outputs + (bias[:, None] if layer.data_format == "channels_first" else bias)
+    return layer.activation(outputs)
