@@ -294,9 +294,14 @@ class TrajectoryTable:
         log_lo, log_hi = np.log(node_fractions[:, :-1, None]), np.log(node_fractions[:, 1:, None])
         half = 0.5 * (log_lo - log_hi)
         points = np.exp(0.5 * (log_lo + log_hi) + half * _GAUSS_X)
-        tau_slope = along(points.reshape(len(pH0), -1))[2].reshape(points.shape)
-        increments = np.sum(tau_slope * points * half * _GAUSS_W, axis=2)
-        pH_nodes, extent_nodes, tau_slope_nodes, rate_nodes = along(node_fractions)
+        # The nodes and the quadrature points in one call (elementwise: the same values).
+        nodes = node_fractions.shape[1]
+        pH_nodes, extent_nodes, tau_slope, rate_nodes = along(
+            np.hstack([node_fractions, points.reshape(len(pH0), -1)]))
+        tau_slope_nodes, tau_slope = tau_slope[:, :nodes], tau_slope[:, nodes:]
+        pH_nodes, extent_nodes, rate_nodes = (values[:, :nodes] for values in
+                                              (pH_nodes, extent_nodes, rate_nodes))
+        increments = np.sum(tau_slope.reshape(points.shape) * points * half * _GAUSS_W, axis=2)
         # d tau / d pH = slope / span; its inverse is the exact Hermite slope d pH / d tau.
         dpH_dtau = np.where(span != 0, span / tau_slope_nodes, 0.0)
         _hold_unreachable_end(increments, pH_nodes, extent_nodes, dpH_dtau, rate_nodes)
