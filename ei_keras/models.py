@@ -331,9 +331,9 @@ def predict_batch(model, inputs):
     built (float32, no masks). There, for a functional model and at most
     :data:`DIRECT_BATCH` rows, this runs each layer's ``call`` through the model's graph
     (Keras's own ``_run_through_graph``, ``training=False`` where a layer takes it) and,
-    inside :func:`~ei_keras.layers.sublayers.direct_calls`, each sublayer's ``call`` too:
-    the same outputs to the bit (a test checks it), 10 → 5–5.5 ms for one trace
-    (``benchmarks/bench_inference.py``). On jax and tensorflow ``predict_on_batch`` runs a
+    inside :func:`~ei_keras.layers.sublayers.direct_calls`, each sublayer's ``call`` too (a
+    convolution's with its bias added by broadcasting): the same outputs to the bit (a test
+    checks it), 6 → 2.5 ms for one trace (``benchmarks/bench_inference.py``). On jax and tensorflow ``predict_on_batch`` runs a
     compiled function (0.7 and 2.8 ms for one trace here; eager calls would take 20–40 ms)
     and is used as it is, as it is for other models and larger batches.
 
