@@ -333,9 +333,10 @@ def predict_batch(model, inputs):
     (Keras's own ``_run_through_graph``, ``training=False`` where a layer takes it) and,
     inside :func:`~ei_keras.layers.sublayers.direct_calls`, each sublayer's ``call`` too (a
     convolution's with its bias added by broadcasting): the same outputs to the bit (a test
-    checks it), 6 → 2.5 ms for one trace (``benchmarks/bench_inference.py``). On jax and tensorflow ``predict_on_batch`` runs a
-    compiled function (0.7 and 2.8 ms for one trace here; eager calls would take 20–40 ms)
-    and is used as it is, as it is for other models and larger batches.
+    checks it), 6 → 2.5 ms for one trace (``benchmarks/bench_inference.py``). On jax and
+    tensorflow ``predict_on_batch`` runs a compiled function (0.7 and 2.8 ms for one trace
+    here; eager calls would take 20–40 ms) and is used as it is, as it is for other models
+    and larger batches.
 
     Args:
         model: a built Keras model.
