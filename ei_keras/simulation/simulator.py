@@ -296,12 +296,10 @@ class TrajectoryTable:
         points = np.exp(0.5 * (log_lo + log_hi) + half * _GAUSS_X)
         # The nodes and the quadrature points in one call (elementwise: the same values).
         nodes = node_fractions.shape[1]
-        pH_nodes, extent_nodes, tau_slope, rate_nodes = along(
-            np.hstack([node_fractions, points.reshape(len(pH0), -1)]))
-        tau_slope_nodes, tau_slope = tau_slope[:, :nodes], tau_slope[:, nodes:]
-        pH_nodes, extent_nodes, rate_nodes = (values[:, :nodes] for values in
-                                              (pH_nodes, extent_nodes, rate_nodes))
-        increments = np.sum(tau_slope.reshape(points.shape) * points * half * _GAUSS_W, axis=2)
+        values = along(np.hstack([node_fractions, points.reshape(len(pH0), -1)]))
+        pH_nodes, extent_nodes, tau_slope_nodes, rate_nodes = (v[:, :nodes] for v in values)
+        tau_slope = values[2][:, nodes:].reshape(points.shape)
+        increments = np.sum(tau_slope * points * half * _GAUSS_W, axis=2)
         # d tau / d pH = slope / span; its inverse is the exact Hermite slope d pH / d tau.
         dpH_dtau = np.where(span != 0, span / tau_slope_nodes, 0.0)
         _hold_unreachable_end(increments, pH_nodes, extent_nodes, dpH_dtau, rate_nodes)
