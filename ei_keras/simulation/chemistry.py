@@ -4,11 +4,16 @@ Every function broadcasts: per-case constants have shape (n, 1) and pH grids (n,
 The carbonate/ammonia charge balance is linear in the extent of reaction xi, so the
 extent that produces a given pH has a closed form (``extent_at_pH``); that is what lets
 the simulator parametrise the whole trajectory by pH instead of root-finding per step.
+
+The formulas themselves are plain arithmetic functions marked ``register_jitable``: numpy
+runs them on arrays here, and the compiled kernel of a fit's few simulations
+(:mod:`ei_keras.simulation.readings_kernel`) compiles the same functions for scalars.
 """
 
 from dataclasses import dataclass, fields
 
 import numpy as np
+from numba.extending import register_jitable
 
 from ei_keras.errors import EiKerasError
 
@@ -106,50 +111,78 @@ class Speciation:
     def at_start(cls, pH0, temperature_C, options: SimulationOptions) -> "Speciation":
         kw, ka_nh4, ka1, ka2 = equilibrium_constants(temperature_C, options)
         carbon0 = np.full_like(pH0, options.initial_co2_uM * 1e-6)
-        h0 = 10.0 ** -pH0
-        strong = kw / h0 - h0 + carbon0 * _carbonate_charge(h0, ka1, ka2)
+        strong = strong_ions_at(10.0 ** -pH0, kw, ka1, ka2, carbon0)
         return cls(kw, ka_nh4, ka1, ka2, strong, carbon0)
 
     def extent_at_pH(self, pH):
         """Extent xi [M] at which the charge balance gives ``pH`` (N = 2 xi, C = C0 + xi)."""
-        h = 10.0 ** -pH
-        numerator, denominator = self._extent_terms(h, _carbonate_charge(h, self.ka1, self.ka2))
-        return numerator / denominator
-
-    def _extent_terms(self, h, carbonate):
-        """Numerator and denominator of the extent at h = 10^-pH."""
-        return (self.kw / h - h - self.strong_ions + self.carbon0 * carbonate,
-                2.0 * (h / (h + self.ka_nh4)) - carbonate)
+        return extent_at(10.0 ** -pH, self.kw, self.ka_nh4, self.ka1, self.ka2,
+                         self.strong_ions, self.carbon0)
 
     def extent_and_slope(self, pH):
         """Extent xi [M] at ``pH`` and its analytic derivative d xi / d pH."""
-        h = 10.0 ** -pH
-        top, bottom = _carbonate_terms(h, self.ka1, self.ka2)
-        carbonate = top / bottom
-        d_carbonate = (self.ka1 * bottom - top * (2.0 * h + self.ka1)) / bottom**2
-        numerator, denominator = self._extent_terms(h, carbonate)
-        extent = numerator / denominator
-        d_numerator = -self.kw / (h * h) - 1.0 + self.carbon0 * d_carbonate
-        d_denominator = 2.0 * self.ka_nh4 / (h + self.ka_nh4) ** 2 - d_carbonate
-        d_extent_dh = (d_numerator - extent * d_denominator) / denominator
-        return extent, d_extent_dh * (-LN10 * h)
+        return extent_and_slope_at(10.0 ** -pH, self.kw, self.ka_nh4, self.ka1, self.ka2,
+                                   self.strong_ions, self.carbon0)
 
     def charge_balance(self, pH, total_ammonia, total_carbon):
         """Electroneutrality residual F; strictly decreasing in pH."""
-        h = 10.0 ** -pH
-        return (h + total_ammonia * h / (h + self.ka_nh4) + self.strong_ions - self.kw / h
-                - total_carbon * _carbonate_charge(h, self.ka1, self.ka2))
+        return charge_balance_at(10.0 ** -pH, total_ammonia, total_carbon, self.kw,
+                                 self.ka_nh4, self.ka1, self.ka2, self.strong_ions)
 
 
+@register_jitable
 def _carbonate_terms(h, ka1, ka2):
     """Numerator and denominator of :func:`_carbonate_charge`."""
     return ka1 * h + 2.0 * ka1 * ka2, h * h + ka1 * h + ka1 * ka2
 
 
+@register_jitable
 def _carbonate_charge(h, ka1, ka2):
     """Negative charge per mole of inorganic carbon: ([HCO3-] + 2[CO3 2-]) / C."""
     charge, denominator = _carbonate_terms(h, ka1, ka2)
     return charge / denominator
+
+
+@register_jitable
+def strong_ions_at(h0, kw, ka1, ka2, carbon0):
+    """B, the strong-ion charge that makes the balance hold at h0 = 10^-pH0 [M]."""
+    return kw / h0 - h0 + carbon0 * _carbonate_charge(h0, ka1, ka2)
+
+
+@register_jitable
+def _extent_terms(h, carbonate, kw, ka_nh4, strong_ions, carbon0):
+    """Numerator and denominator of the extent at h = 10^-pH."""
+    return (kw / h - h - strong_ions + carbon0 * carbonate,
+            2.0 * (h / (h + ka_nh4)) - carbonate)
+
+
+@register_jitable
+def extent_at(h, kw, ka_nh4, ka1, ka2, strong_ions, carbon0):
+    """Extent xi [M] at which the charge balance gives h = 10^-pH."""
+    numerator, denominator = _extent_terms(h, _carbonate_charge(h, ka1, ka2), kw, ka_nh4,
+                                           strong_ions, carbon0)
+    return numerator / denominator
+
+
+@register_jitable
+def extent_and_slope_at(h, kw, ka_nh4, ka1, ka2, strong_ions, carbon0):
+    """Extent xi [M] at h = 10^-pH and its analytic derivative d xi / d pH."""
+    top, bottom = _carbonate_terms(h, ka1, ka2)
+    carbonate = top / bottom
+    d_carbonate = (ka1 * bottom - top * (2.0 * h + ka1)) / bottom**2
+    numerator, denominator = _extent_terms(h, carbonate, kw, ka_nh4, strong_ions, carbon0)
+    extent = numerator / denominator
+    d_numerator = -kw / (h * h) - 1.0 + carbon0 * d_carbonate
+    d_denominator = 2.0 * ka_nh4 / (h + ka_nh4) ** 2 - d_carbonate
+    d_extent_dh = (d_numerator - extent * d_denominator) / denominator
+    return extent, d_extent_dh * (-LN10 * h)
+
+
+@register_jitable
+def charge_balance_at(h, total_ammonia, total_carbon, kw, ka_nh4, ka1, ka2, strong_ions):
+    """Electroneutrality residual F at h = 10^-pH; strictly decreasing in pH."""
+    return (h + total_ammonia * h / (h + ka_nh4) + strong_ions - kw / h
+            - total_carbon * _carbonate_charge(h, ka1, ka2))
 
 
 def arrhenius_rate(temperature_C):
@@ -157,27 +190,44 @@ def arrhenius_rate(temperature_C):
     return K0_MOL_PER_G_S * np.exp(-EA_J_PER_MOL / (R_J_PER_MOL_K * (temperature_C + 273.15)))
 
 
-def ph_activity(pH, temperature_C, options: SimulationOptions):
-    """Bell-shaped pH activity factor phi(pH, T) in (0, 1]."""
+def ph_activity_parameters(temperature_C, options: SimulationOptions):
+    """pK_es1, pK_es2, alpha, beta of the bell-shaped pH activity at ``temperature_C``."""
     if options.constant_ph_activity:
-        pk1, pk2, alpha, beta = 9.07, 5.62, 0.373, 0.564
-    else:
-        pk1 = 8.217142857142855 + 0.03428571428571438 * temperature_C
-        pk2 = 6.407142857142855 - 0.031714285714285605 * temperature_C
-        alpha = 0.09085714285714282 + 0.01131428571428572 * temperature_C
-        beta = 0.2199999999999993 + 0.013900000000000027 * temperature_C
+        return 9.07, 5.62, 0.373, 0.564
+    return (8.217142857142855 + 0.03428571428571438 * temperature_C,
+            6.407142857142855 - 0.031714285714285605 * temperature_C,
+            0.09085714285714282 + 0.01131428571428572 * temperature_C,
+            0.2199999999999993 + 0.013900000000000027 * temperature_C)
+
+
+@register_jitable
+def _bell(pH, pk1, pk2, alpha, beta):
     return 1.0 / (1.0 + 10.0 ** (alpha * (pH - pk1)) + 10.0 ** (beta * (pk2 - pH)))
 
 
+def ph_activity(pH, temperature_C, options: SimulationOptions):
+    """Bell-shaped pH activity factor phi(pH, T) in (0, 1]."""
+    return _bell(pH, *ph_activity_parameters(temperature_C, options))
+
+
+@register_jitable
 def product_inhibition_constant(pH):
     """K_p(pH) [M], piecewise linear between the tabulated knots."""
     return np.interp(pH, KP_KNOTS_PH, KP_KNOTS_M)
 
 
-def extent_rate_per_enzyme(extent, pH, substrate0, temperature_C, options: SimulationOptions):
-    """d xi / d tau: extent rate per gram/L of active enzyme (r / (2 E)) [mol/(g·s)]."""
+@register_jitable
+def rate_at(extent, pH, substrate0, rate_constant, pk1, pk2, alpha, beta):
+    """d xi / d tau [mol/(g·s)] with k(T) = ``rate_constant`` and the pH activity's
+    parameters (:func:`ph_activity_parameters`)."""
     substrate = np.maximum(substrate0 - extent, 0.0)
     saturation = substrate / (K_M + substrate + substrate**2 / K_S)
     inhibition = 1.0 + 2.0 * extent / product_inhibition_constant(pH)
-    return (0.5 * arrhenius_rate(temperature_C) * ph_activity(pH, temperature_C, options)
+    return (0.5 * rate_constant * _bell(pH, pk1, pk2, alpha, beta)
             * saturation / inhibition)
+
+
+def extent_rate_per_enzyme(extent, pH, substrate0, temperature_C, options: SimulationOptions):
+    """d xi / d tau: extent rate per gram/L of active enzyme (r / (2 E)) [mol/(g·s)]."""
+    return rate_at(extent, pH, substrate0, arrhenius_rate(temperature_C),
+                   *ph_activity_parameters(temperature_C, options))
