@@ -17,6 +17,8 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet "$(TORCH_CPU)" || $(BIN)/pip install --quiet torch --index-url https://download.pytorch.org/whl/cpu
 	$(BIN)/pip install --quiet -e ".[dashboard]"
+	# Compile the fit's simulation kernel (numba) into its cache once, not at the first infer.
+	$(BIN)/python -c "from ei_keras.inference.least_squares import compile_kernel; compile_kernel()"
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed

@@ -103,10 +103,21 @@ class ReadingsModel:
         if self._constants is None:
             self._constants = case_constants(self.known, self.options)
         times = self.times
+        # A writable copy: one array type whatever ``tau`` was, so one compiled signature.
         readings, ok = probe_readings(
-            conditions, np.ascontiguousarray(tau), self._constants, times.times, times.grid,
+            conditions, np.array(tau, dtype=float), self._constants, times.times, times.grid,
             times.on_grid, times.at_readings, times.before, times.step[:, 0])
         return readings if ok else None
+
+
+def compile_kernel():
+    """Compile :class:`ReadingsModel`'s kernel into numba's cache now; ``make install`` does
+    it, so that the first ``infer`` of a new install does not wait ~10 s for it."""
+    known = {"substrate_mM": 50.0, "grams_urease_powder": 0.1, "volume_L": 0.1,
+             "temperature_C": 25.0, "initial_pH": 7.0}
+    predict_readings(np.linspace(0.0, 60.0, 61), known,
+                     {"activity": np.array([0.05]), "k_d": np.array([1e-3]),
+                      "tau_probe": np.array([5.0])})
 
 
 def fit_least_squares(t, pH, known, *, fit=FIT_DEFAULT, param_ranges=None, n_starts=3,

@@ -15,15 +15,21 @@ same halvings several at a time) and the probe lag runs node by node (numpy: a p
 scan). Anything out of the ordinary (a condition outside its limits, a table that is not
 finite) is left to the numpy simulator, which answers or raises its usual error.
 
-The first call in a process compiles the kernel (a few seconds) or loads it from numba's
-cache next to this file (well under a second).
+The first call in a process compiles the kernel (~10 s) or loads it from numba's cache
+next to this file (a fraction of a second). numba checks a cached function against its own
+file only, so the cache is also keyed on the sources the kernel compiles in from the other
+two modules (:func:`_source_fingerprint`): edit a formula or a constant there and the next
+call compiles afresh instead of running stale code.
 """
 
+import hashlib
 import math
+from pathlib import Path
 
 import numba
 import numpy as np
 
+from ei_keras.simulation import chemistry, simulator
 from ei_keras.simulation.chemistry import (
     KP_KNOTS_PH,
     arrhenius_rate,
@@ -54,7 +60,8 @@ KERNEL_CASES = 16
 _END_POINT_HALVINGS = 44
 _LARGEST = float(np.finfo(float).max)
 _LIMITS = np.array([CONDITION_LIMITS[name] for name in CONDITION_NAMES])
-_JIT = {"cache": True, "error_model": "numpy", "nogil": True}
+# IEEE arithmetic (0/0 is nan, as in numpy); no cache but the entry point's (see above).
+_JIT = {"error_model": "numpy", "nogil": True}
 
 
 def case_constants(known, options):
@@ -223,46 +230,68 @@ def _within_limits(conditions, tau_probe):
     return True
 
 
-@numba.njit(**_JIT)
-def probe_readings(conditions, tau_probe, constants, times, grid, on_grid, at_readings,
-                   before, step):
-    """Lagged probe pH (b, m) of the cases ``conditions`` (7, b; rows in
-    ``CONDITION_NAMES`` order, ``initial_pH`` the true pH0) with probe time constants
-    ``tau_probe`` (b,), read as :class:`~ei_keras.simulation.measurement.ReadingTimes` places
-    the readings (``times``, ``grid``, ``on_grid``, ``at_readings``, ``before``, ``step``).
-    Returns ``(readings, ok)``; not ``ok`` (nothing computed) where a condition lies outside
-    its limits or a table is not finite: the numpy simulator then answers or raises."""
-    b = conditions.shape[1]
-    readings = np.empty((b, len(at_readings)))
-    if not _within_limits(conditions, tau_probe):
-        return readings, False
-    true_all, lag = np.empty(len(times)), np.empty(len(grid))
-    tables_pH0 = np.empty(b)
-    tables = []
-    for case in range(b):
-        pH0 = conditions[4, case]
-        table = -1
-        for other in range(len(tables)):  # a fit's neighbours share all but the offset
-            if tables_pH0[other] == pH0:
-                table = other
-        if table < 0:
-            tau_nodes, inverse_width, cubic, finite = _table(pH0, constants)
-            if not finite:
-                return readings, False
-            tables_pH0[len(tables)] = pH0
-            tables.append((tau_nodes, inverse_width, cubic))
-            table = len(tables) - 1
-        tau_nodes, inverse_width, cubic = tables[table]
-        enzyme = conditions[5, case] * conditions[1, case] / conditions[2, case]
-        _true_pH(tau_nodes, inverse_width, cubic, enzyme, conditions[6, case], times, true_all)
-        rate = 1.0 / tau_probe[case] if tau_probe[case] > 0 else math.inf
-        lag[0] = true_all[on_grid[0]]
-        for k in range(1, len(grid)):
-            decay, mean_decay = _step_coefficients(grid[k] - grid[k - 1], rate)
-            u0, u1 = true_all[on_grid[k - 1]], true_all[on_grid[k]]
-            lag[k] = decay * lag[k - 1] + ((u1 - (u1 - u0) * mean_decay) - decay * u0)
-        for r in range(len(at_readings)):
-            decay, mean_decay = _step_coefficients(step[r], rate)
-            u0, u1 = true_all[on_grid[before[r]]], true_all[at_readings[r]]
-            readings[case, r] = decay * (lag[before[r]] - u0) + u1 - mean_decay * (u1 - u0)
-    return readings, True
+def _source_fingerprint():
+    """SHA-256 of chemistry.py and simulator.py, whose formulas and constants the kernel
+    compiles in."""
+    digest = hashlib.sha256()
+    for module in (chemistry, simulator):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()
+
+
+def _entry_point(fingerprint):
+    """The kernel's entry point, cached by numba under ``fingerprint`` too."""
+
+    @numba.njit(cache=True, **_JIT)
+    def probe_readings(conditions, tau_probe, constants, times, grid, on_grid, at_readings,
+                       before, step):
+        """Lagged probe pH (b, m) of the cases ``conditions`` (7, b; rows in
+        ``CONDITION_NAMES`` order, ``initial_pH`` the true pH0) with probe time constants
+        ``tau_probe`` (b,), read where
+        :class:`~ei_keras.simulation.measurement.ReadingTimes` places the readings
+        (``times``, ``grid``, ``on_grid``, ``at_readings``, ``before``, ``step``). Returns
+        ``(readings, ok)``; not ``ok`` (nothing computed) where a condition lies outside its
+        limits or a table is not finite: the numpy simulator then answers or raises."""
+        fingerprint  # noqa: B018 (a closure cell: numba keys the cache on its value)
+        b = conditions.shape[1]
+        readings = np.empty((b, len(at_readings)))
+        if not _within_limits(conditions, tau_probe):
+            return readings, False
+        true_all, lag = np.empty(len(times)), np.empty(len(grid))
+        tables_pH0 = np.empty(b)
+        tables = []
+        for case in range(b):
+            pH0 = conditions[4, case]
+            table = -1
+            for other in range(len(tables)):  # a fit's neighbours share all but the offset
+                if tables_pH0[other] == pH0:
+                    table = other
+            if table < 0:
+                tau_nodes, inverse_width, cubic, finite = _table(pH0, constants)
+                if not finite:
+                    return readings, False
+                tables_pH0[len(tables)] = pH0
+                tables.append((tau_nodes, inverse_width, cubic))
+                table = len(tables) - 1
+            tau_nodes, inverse_width, cubic = tables[table]
+            enzyme = conditions[5, case] * conditions[1, case] / conditions[2, case]
+            _true_pH(tau_nodes, inverse_width, cubic, enzyme, conditions[6, case], times,
+                     true_all)
+            rate = 1.0 / tau_probe[case] if tau_probe[case] > 0 else math.inf
+            lag[0] = true_all[on_grid[0]]
+            for k in range(1, len(grid)):
+                decay, mean_decay = _step_coefficients(grid[k] - grid[k - 1], rate)
+                u0, u1 = true_all[on_grid[k - 1]], true_all[on_grid[k]]
+                lag[k] = decay * lag[k - 1] + ((u1 - (u1 - u0) * mean_decay) - decay * u0)
+            for r in range(len(at_readings)):
+                decay, mean_decay = _step_coefficients(step[r], rate)
+                u0, u1 = true_all[on_grid[before[r]]], true_all[at_readings[r]]
+                readings[case, r] = \
+                    decay * (lag[before[r]] - u0) + u1 - mean_decay * (u1 - u0)
+        return readings, True
+
+    return probe_readings
+
+
+probe_readings = _entry_point(_source_fingerprint())
+
