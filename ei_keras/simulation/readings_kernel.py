@@ -15,7 +15,7 @@ same halvings several at a time) and the probe lag runs node by node (numpy: a p
 scan). Anything out of the ordinary (a condition outside its limits, a table that is not
 finite) is left to the numpy simulator, which answers or raises its usual error.
 
-The first call in a process compiles the kernel (~10 s) or loads it from numba's cache
+The first call in a process compiles the kernel (~12 s) or loads it from numba's cache
 next to this file (a fraction of a second). numba checks a cached function against its own
 file only, so the cache is also keyed on the sources the kernel compiles in from the other
 two modules (:func:`_source_fingerprint`): edit a formula or a constant there and the next
@@ -128,18 +128,18 @@ def _table(pH0, constants):
     nodes = len(fractions)
 
     def along(fraction):
-        """pH, extent, d tau / d fraction and d xi / d tau at a fraction left."""
+        """pH, extent and d tau / d fraction at a fraction left."""
         pH = end_pH - span * fraction
         extent, extent_slope = extent_and_slope_at(10.0 ** -pH, kw, ka_nh4, ka1, ka2, strong,
                                                    carbon0)
         extent = min(max(extent, 0.0), substrate0) if not math.isnan(extent) else extent
         rate = rate_at(extent, pH, substrate0, rate_constant, pk1, pk2, alpha, beta)
-        return pH, extent, extent_slope * span / rate, rate
+        return pH, extent, extent_slope * span / rate
 
     pH_nodes, slopes = np.empty(nodes), np.empty(nodes)
     finite = True
     for k in range(nodes):
-        pH_nodes[k], extent, tau_slope, _ = along(fractions[k])
+        pH_nodes[k], extent, tau_slope = along(fractions[k])
         slopes[k] = span / tau_slope if span != 0 else 0.0
         finite &= math.isfinite(extent)
     increments = np.empty(nodes - 1)
