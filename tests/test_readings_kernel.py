@@ -1,5 +1,10 @@
 """The compiled readings kernel of a fit against the numpy measurement model it stands in for."""
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -118,3 +123,28 @@ def test_a_bad_parameter_set_gets_the_simulators_own_error():
         with pytest.raises(EiKerasError, match=message):
             model(dict(good, **{name: np.array([value])}))
     assert np.all(np.isfinite(model(good)))  # and the model still answers good sets
+
+
+def test_without_a_writable_cache_folder_the_kernel_compiles_in_the_process():
+    """Where numba can cache nowhere (here: told to look only inside zip files), importing
+    the package still works and the kernel answers, compiled in the process."""
+    code = textwrap.dedent("""
+        import numpy as np
+        from ei_keras.inference.least_squares import ReadingsModel
+        known = {"substrate_mM": 50.0, "grams_urease_powder": 0.1, "volume_L": 0.1,
+                 "temperature_C": 25.0, "initial_pH": 7.0}
+        model = ReadingsModel(np.linspace(0.0, 60.0, 61), known)
+        readings = model({"activity": np.array([0.05]), "k_d": np.array([1e-3]),
+                          "tau_probe": np.array([5.0])})
+        print(repr(float(readings[0, -1])))
+    """)
+    env = dict(os.environ, NUMBA_CACHE_LOCATOR_CLASSES="ZipCacheLocator")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    known = {"substrate_mM": 50.0, "grams_urease_powder": 0.1, "volume_L": 0.1,
+             "temperature_C": 25.0, "initial_pH": 7.0}
+    latent = {"activity": np.array([0.05]), "k_d": np.array([1e-3]),
+              "tau_probe": np.array([5.0]), "pH_offset": np.array([0.0])}
+    expected = numpy_readings(np.linspace(0.0, 60.0, 61), known, latent)[0, -1]
+    assert float(done.stdout.split()[-1]) == pytest.approx(expected, abs=ROUNDING)

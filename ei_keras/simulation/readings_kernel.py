@@ -240,9 +240,10 @@ def _source_fingerprint():
 
 
 def _entry_point(fingerprint):
-    """The kernel's entry point, cached by numba under ``fingerprint`` too."""
+    """The kernel's entry point, cached by numba under ``fingerprint`` too; where numba
+    finds no writable cache folder (a read-only install without a home folder), compiled
+    afresh in each process instead."""
 
-    @numba.njit(cache=True, **_JIT)
     def probe_readings(conditions, tau_probe, constants, times, grid, on_grid, at_readings,
                        before, step):
         """Lagged probe pH (b, m) of the cases ``conditions`` (7, b; rows in
@@ -290,7 +291,10 @@ def _entry_point(fingerprint):
                     decay * (lag[before[r]] - u0) + u1 - mean_decay * (u1 - u0)
         return readings, True
 
-    return probe_readings
+    try:
+        return numba.njit(cache=True, **_JIT)(probe_readings)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return numba.njit(**_JIT)(probe_readings)
 
 
 probe_readings = _entry_point(_source_fingerprint())
