@@ -123,6 +123,8 @@ def test_a_bad_parameter_set_gets_the_simulators_own_error():
         with pytest.raises(EiKerasError, match=message):
             model(dict(good, **{name: np.array([value])}))
     assert np.all(np.isfinite(model(good)))  # and the model still answers good sets
+    with pytest.raises(EiKerasError, match="substrate_mM must be a number"):
+        ReadingsModel(np.linspace(0.0, 60.0, 61), dict(known, substrate_mM="fifty"))
 
 
 def test_without_a_writable_cache_folder_the_kernel_compiles_in_the_process():

@@ -75,7 +75,12 @@ class ReadingsModel:
     def __init__(self, t, known, *, options=None):
         self.times = ReadingTimes(t)
         self.options = SimulationOptions.coerce(options)
-        self.known = {name: float(known[name]) for name in KNOWN_NAMES}
+        self.known = {}
+        for name in KNOWN_NAMES:
+            try:
+                self.known[name] = float(known[name])
+            except (TypeError, ValueError):
+                raise EiKerasError(f"{name} must be a number; got {known[name]!r}") from None
         # One column of the simulator's conditions; activity and k_d are filled per call.
         self._conditions = np.array([self.known.get(name, np.nan) for name in CONDITION_NAMES])
         self._constants = None  # the kernel's, computed at its first call
@@ -112,7 +117,7 @@ class ReadingsModel:
 
 def compile_kernel():
     """Compile :class:`ReadingsModel`'s kernel into numba's cache now; ``make install`` does
-    it, so that the first ``infer`` of a new install does not wait ~10 s for it."""
+    it, so that the first ``infer`` of a new install does not wait ~12 s for it."""
     known = {"substrate_mM": 50.0, "grams_urease_powder": 0.1, "volume_L": 0.1,
              "temperature_C": 25.0, "initial_pH": 7.0}
     predict_readings(np.linspace(0.0, 60.0, 61), known,
