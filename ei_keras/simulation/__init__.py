@@ -1,4 +1,4 @@
-"""The mechanistic urease/urea pH simulator (NumPy/SciPy only; never imports Keras)."""
+"""The mechanistic urease/urea pH simulator (NumPy, SciPy and numba; never imports Keras)."""
 
 from ei_keras.simulation.simulator import CONDITION_NAMES, simulate
 
