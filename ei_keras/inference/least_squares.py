@@ -83,7 +83,7 @@ class ReadingsModel:
                 raise EiKerasError(f"{name} must be a number; got {known[name]!r}") from None
         # One column of the simulator's conditions; activity and k_d are filled per call.
         self._conditions = np.array([self.known.get(name, np.nan) for name in CONDITION_NAMES])
-        self._constants = None  # the kernel's, computed at its first call
+        self._constants = case_constants(self.known, self.options)  # the kernel's
 
     def __call__(self, latent):
         """(b, len(t)) readings for ``latent`` as :func:`predict_readings` takes it."""
@@ -105,8 +105,6 @@ class ReadingsModel:
 
     def _kernel(self, conditions, tau):
         """The kernel's readings, or None where it leaves the case to the numpy simulator."""
-        if self._constants is None:
-            self._constants = case_constants(self.known, self.options)
         times = self.times
         # A writable copy: one array type whatever ``tau`` was, so one compiled signature.
         readings, ok = probe_readings(

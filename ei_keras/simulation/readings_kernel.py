@@ -185,19 +185,18 @@ def _true_pH(tau_nodes, inverse_width, cubic, enzyme, k_d, times, out):
     """True pH at the sorted ``times`` for one (E0, k_d) into ``out``: warped time, the
     interval by the last node reached in real time, Horner evaluation."""
     intervals = len(inverse_width)
+    node_t = np.empty(len(tau_nodes))  # real time at which each node is reached
+    for k in range(len(tau_nodes)):
+        fraction = tau_nodes[k] / enzyme
+        node_t[k] = -math.log1p(-k_d * fraction) / k_d if k_d > 0 else fraction
+        if math.isnan(node_t[k]) or k_d * fraction >= 1.0:
+            node_t[k] = math.inf
+        if tau_nodes[k] == 0:
+            node_t[k] = 0.0
     passed = 0
     for j in range(len(times)):
         t = times[j]
-        while passed < len(tau_nodes):  # real time at which node ``passed`` is reached
-            node = tau_nodes[passed]
-            fraction = node / enzyme
-            node_t = -math.log1p(-k_d * fraction) / k_d if k_d > 0 else fraction
-            if math.isnan(node_t) or k_d * fraction >= 1.0:
-                node_t = math.inf
-            if node == 0:
-                node_t = 0.0
-            if node_t > t:
-                break
+        while passed < len(node_t) and node_t[passed] <= t:
             passed += 1
         interval = min(max(passed, 1), intervals) - 1
         warped = (-math.expm1(-k_d * t) / k_d if k_d > 0 else t) * enzyme
